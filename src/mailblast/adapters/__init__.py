@@ -1,0 +1,1 @@
+"""Adapters: the ports implemented with PostgreSQL, AWS, or in memory."""
