@@ -14,13 +14,13 @@ from typing import Any
 
 import attrs
 
-from mailblast.domain.render import PLACEHOLDER
 from mailblast.domain.errors import (
     InvalidInputError,
     InvalidTransitionError,
     StaleExecutionError,
     StaleImportError,
 )
+from mailblast.domain.render import PLACEHOLDER
 
 __all__ = [
     "CAMPAIGN_TRANSITIONS",
@@ -28,16 +28,16 @@ __all__ = [
     "CampaignEvent",
     "CampaignStatus",
     "Change",
-    "import_execution_name",
-    "send_execution_name",
     "Command",
     "DeleteImport",
     "MessageContent",
     "StartImport",
     "StartSend",
     "StopWorkflow",
+    "import_execution_name",
     "next_campaign_status",
     "placeholders",
+    "send_execution_name",
 ]
 
 

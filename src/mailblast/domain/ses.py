@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
-__all__ = ["SES_STATUSES", "Disposition", "classify_ses_status"]
+import attrs
+
+from mailblast.domain.messages import DeliveryReport
+from mailblast.domain.recipient import OUTCOME_UNKNOWN, RecipientStatus, SendOutcome
+
+__all__ = ["SES_STATUSES", "Disposition", "Settlement", "classify_ses_status", "settle"]
 
 
 class Disposition(enum.StrEnum):
@@ -41,3 +46,58 @@ SES_STATUSES: Mapping[str, Disposition] = {
 def classify_ses_status(status: str) -> Disposition:
     """Map one per-destination status; an unknown one fails that recipient only."""
     return SES_STATUSES.get(status.upper(), Disposition.FAILED)
+
+
+@attrs.frozen
+class Settlement:
+    """What one SendBulkEmail answer means for the batch."""
+
+    outcomes: list[SendOutcome]  # to record: sent or failed
+    retry: list[int]  # certainly not sent: release and try later
+    stop_reason: str | None  # set when the campaign must stop
+
+
+def settle(recipient_ids: Sequence[int], reports: Sequence[DeliveryReport]) -> Settlement:
+    """Turn per-destination reports into outcomes; a recipient SES said nothing about
+    has an unknown outcome (failed, never resent)."""
+    outcomes: list[SendOutcome] = []
+    retry: list[int] = []
+    stop_reason: str | None = None
+    for report in reports:
+        disposition = classify_ses_status(report.status)
+        if disposition is Disposition.SENT:
+            outcomes.append(
+                SendOutcome(
+                    recipient_id=report.recipient_id,
+                    status=RecipientStatus.SENT,
+                    message_id=report.message_id,
+                )
+            )
+        elif disposition is Disposition.FAILED:
+            error = f"{report.status}: {report.error}" if report.error else report.status
+            outcomes.append(
+                SendOutcome(
+                    recipient_id=report.recipient_id,
+                    status=RecipientStatus.FAILED,
+                    error=error[:500],
+                )
+            )
+        else:
+            retry.append(report.recipient_id)
+            if disposition is Disposition.STOP and stop_reason is None:
+                detail = f" ({report.error})" if report.error else ""
+                stop_reason = f"SES refused to send: {report.status}{detail}"
+    answered = {report.recipient_id for report in reports}
+    outcomes.extend(failed_all([i for i in recipient_ids if i not in answered], OUTCOME_UNKNOWN))
+    return Settlement(outcomes, retry, stop_reason)
+
+
+def failed_all(recipient_ids: Sequence[int], reason: str) -> list[SendOutcome]:
+    """The same failure for every recipient."""
+    return [
+        SendOutcome(recipient_id=i, status=RecipientStatus.FAILED, error=reason[:500])
+        for i in recipient_ids
+    ]
+
+
+__all__ += ["failed_all"]

@@ -33,8 +33,8 @@ __all__ = [
     "ExecutionStatus",
     "Mailer",
     "PresignedUpload",
-    "ReceivedBatch",
     "RateLimiter",
+    "ReceivedBatch",
     "RecipientRepo",
     "SendQuota",
     "WorkflowEngine",
@@ -144,7 +144,12 @@ class RecipientRepo(Protocol):
         ...
 
     async def fail_abandoned(
-        self, campaign_id: uuid.UUID, import_id: uuid.UUID, *, claimed_before: datetime, now: datetime
+        self,
+        campaign_id: uuid.UUID,
+        import_id: uuid.UUID,
+        *,
+        claimed_before: datetime,
+        now: datetime,
     ) -> int:
         """Mark pending recipients claimed before ``claimed_before`` failed
         (`OUTCOME_UNKNOWN`); returns how many."""
@@ -175,7 +180,9 @@ class PresignedUpload:
 class BlobStore(Protocol):
     """Holds uploaded CSVs, normalized chunks and rejected-row reports."""
 
-    async def put(self, key: str, data: bytes, *, content_type: str = "application/octet-stream") -> None:
+    async def put(
+        self, key: str, data: bytes, *, content_type: str = "application/octet-stream"
+    ) -> None:
         """Write a whole object."""
         ...
 
@@ -199,7 +206,9 @@ class BlobStore(Protocol):
         """Delete every object under ``prefix``; returns how many."""
         ...
 
-    async def presign_upload(self, *, content_type: str = "text/csv", expires_in: int = 900) -> PresignedUpload:
+    async def presign_upload(
+        self, *, content_type: str = "text/csv", expires_in: int = 900
+    ) -> PresignedUpload:
         """A key under ``uploads/`` chosen by us and a URL to PUT it directly."""
         ...
 
@@ -242,7 +251,9 @@ class BatchQueue(Protocol):
         """Enqueue messages; raises only after every retry of a failed entry is spent."""
         ...
 
-    async def receive(self, *, max_messages: int = 10, wait_seconds: float = 0) -> list[ReceivedBatch]:
+    async def receive(
+        self, *, max_messages: int = 10, wait_seconds: float = 0
+    ) -> list[ReceivedBatch]:
         """Take up to ``max_messages``; messages over the receive limit go to the dead letters."""
         ...
 
@@ -275,16 +286,12 @@ class ExecutionStatus(enum.StrEnum):
 class WorkflowEngine(Protocol):
     """Starts and stops the import and send workflows."""
 
-    async def start_import(
-        self, *, name: str, campaign_id: uuid.UUID, import_id: uuid.UUID
-    ) -> str:
+    async def start_import(self, *, name: str, campaign_id: uuid.UUID, import_id: uuid.UUID) -> str:
         """Start the import workflow as execution ``name``; returns the execution id
         (what `stop` takes). Starting the same name with the same input again is a no-op."""
         ...
 
-    async def start_send(
-        self, *, name: str, campaign_id: uuid.UUID, scheduled_at: datetime
-    ) -> str:
+    async def start_send(self, *, name: str, campaign_id: uuid.UUID, scheduled_at: datetime) -> str:
         """Start the send workflow as execution ``name``, waiting until ``scheduled_at``
         (a time in the past means now); idempotent like `start_import`."""
         ...

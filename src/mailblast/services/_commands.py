@@ -65,7 +65,9 @@ async def drop_import(deps: Deps, campaign_id: uuid.UUID, import_id: uuid.UUID) 
     try:
         rows = await deps.recipients.delete_import(campaign_id, import_id)
         await deps.blobs.delete_prefix(chunk_prefix(campaign_id, import_id))
-    except Exception:  # noqa: BLE001 - cleanup must never undo a committed swap
-        log.warning("mailblast.import.cleanup_failed", dropped_import_id=str(import_id), exc_info=True)
+    except Exception:
+        log.warning(
+            "mailblast.import.cleanup_failed", dropped_import_id=str(import_id), exc_info=True
+        )
         return
     log.info("mailblast.import.dropped", dropped_import_id=str(import_id), rows=rows)

@@ -34,7 +34,7 @@ class Unlimited:
 class ServiceSettings:
     """Tunables of the use cases; the defaults suit the 200,000-recipient reference list."""
 
-    intake: IntakeLimits = IntakeLimits()
+    intake: IntakeLimits = attrs.field(factory=IntakeLimits)
     chunk_rows: int = 10_000
     page_size: int = DEFAULT_PAGE_SIZE
     #: How long a send attempt may hold its recipients; a claim older than this belongs
@@ -56,4 +56,4 @@ class Deps:
     workflows: WorkflowEngine
     clock: Clock
     rate: RateLimiter = attrs.field(factory=Unlimited)
-    settings: ServiceSettings = ServiceSettings()
+    settings: ServiceSettings = attrs.field(factory=ServiceSettings)

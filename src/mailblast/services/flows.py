@@ -99,5 +99,7 @@ async def run_send(
         log.exception("mailblast.send.crashed", execution_id=execution_id)
         campaign = await deps.campaigns.get(campaign_id)
         if campaign.status is CampaignStatus.SENDING:
-            return await sending.fail(deps, campaign_id, execution_id, f"{type(exc).__name__}: {exc}")
+            return await sending.fail(
+                deps, campaign_id, execution_id, f"{type(exc).__name__}: {exc}"
+            )
         raise

@@ -144,13 +144,13 @@ async def split(deps: Deps, campaign_id: uuid.UUID, import_id: uuid.UUID) -> Spl
 
     async for data in deps.blobs.stream(campaign.s3_key):
         take(intake.feed(data))
-        if not checked and intake.fields is not None and intake.encoding is not None:
+        if not checked and intake.rows:  # the header has been read
             checked = True
             _check_placeholders(needed, intake.fields)
         await flush(final=False)
     take(intake.finish())
     if not checked:
-        _check_placeholders(needed, intake.fields or ())
+        _check_placeholders(needed, intake.fields)
     await flush(final=True)
     log.info(
         "mailblast.import.split",
@@ -164,7 +164,7 @@ async def split(deps: Deps, campaign_id: uuid.UUID, import_id: uuid.UUID) -> Spl
         accepted=intake.accepted,
         rejected=intake.rejected,
         encoding=intake.encoding or "",
-        fields=list(intake.fields or ()),
+        fields=list(intake.fields),
     )
 
 

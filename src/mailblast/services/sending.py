@@ -15,7 +15,13 @@ from datetime import timedelta
 import attrs
 import structlog
 
-from mailblast.domain.batching import BatchMessage, PageRange, batches, pages_from_starts, retry_delay_seconds
+from mailblast.domain.batching import (
+    BatchMessage,
+    PageRange,
+    batches,
+    pages_from_starts,
+    retry_delay_seconds,
+)
 from mailblast.domain.campaign import Campaign, CampaignStatus
 from mailblast.domain.errors import (
     ConcurrentUpdateError,
@@ -24,8 +30,8 @@ from mailblast.domain.errors import (
     StaleExecutionError,
 )
 from mailblast.domain.messages import BulkEmail, Destination
-from mailblast.domain.recipient import OUTCOME_UNKNOWN, Recipient, RecipientStatus, SendOutcome
-from mailblast.domain.ses import Disposition, classify_ses_status
+from mailblast.domain.recipient import OUTCOME_UNKNOWN, Recipient, RecipientStatus
+from mailblast.domain.ses import failed_all, settle
 from mailblast.services.deps import Deps
 
 __all__ = [
@@ -57,8 +63,8 @@ async def begin(deps: Deps, campaign_id: uuid.UUID, execution_id: str) -> Campai
         raise StaleExecutionError(
             campaign_id=campaign_id, execution_id=execution_id, expected=campaign.send_execution_id
         )
-    if campaign.status is CampaignStatus.SENDING:
-        return campaign
+    if campaign.status is CampaignStatus.SENDING or campaign.status.is_final:
+        return campaign  # a retried or late step: nothing more to start
     change = campaign.start_sending(execution_id=execution_id, now=deps.clock.now())
     await deps.campaigns.update(change.before, change.after)
     log.info("mailblast.send.began", total_count=campaign.total_count)
@@ -212,7 +218,10 @@ async def send_batch(deps: Deps, message: BatchMessage) -> BatchResult:
     """
     _bind(message.campaign_id, import_id=str(message.import_id))
     campaign = await deps.campaigns.get(message.campaign_id)
-    if campaign.status is not CampaignStatus.SENDING or campaign.current_import_id != message.import_id:
+    if (
+        campaign.status is not CampaignStatus.SENDING
+        or campaign.current_import_id != message.import_id
+    ):
         log.info("mailblast.batch.skipped", status=campaign.status.value)
         return BatchResult(skipped=len(message.recipient_ids))
     token = uuid.uuid4().hex
@@ -234,6 +243,7 @@ async def send_batch(deps: Deps, message: BatchMessage) -> BatchResult:
         content=campaign.content,
         destinations=_destinations(campaign, recipients),
     )
+    now = deps.clock.now
     try:
         reports = await deps.mailer.send_bulk(email)
     except NotSentError as exc:
@@ -243,67 +253,34 @@ async def send_batch(deps: Deps, message: BatchMessage) -> BatchResult:
         log.warning("mailblast.batch.throttled", recipients=len(ids), error=str(exc))
         return BatchResult(retried=len(ids), unknown=claim.abandoned)
     except PermanentError as exc:
-        reason = f"refused: {exc}"[:500]
-        outcomes = [SendOutcome(recipient_id=i, status=RecipientStatus.FAILED, error=reason) for i in ids]
-        await deps.recipients.record(campaign.id, outcomes, token=token, now=deps.clock.now())
+        outcomes = failed_all(ids, f"refused: {exc}")
+        await deps.recipients.record(campaign.id, outcomes, token=token, now=now())
         log.error("mailblast.batch.refused", recipients=len(ids), error=str(exc))
         return BatchResult(failed=len(ids), unknown=claim.abandoned)
     except Exception:
         # the request may have reached SES: never resend, say so
-        outcomes = [
-            SendOutcome(recipient_id=i, status=RecipientStatus.FAILED, error=OUTCOME_UNKNOWN)
-            for i in ids
-        ]
-        await deps.recipients.record(campaign.id, outcomes, token=token, now=deps.clock.now())
+        outcomes = failed_all(ids, OUTCOME_UNKNOWN)
+        await deps.recipients.record(campaign.id, outcomes, token=token, now=now())
         log.exception("mailblast.batch.outcome_unknown", recipients=len(ids))
         return BatchResult(unknown=len(ids) + claim.abandoned)
 
-    outcomes = []
-    retry: list[int] = []
-    stop_reason: str | None = None
-    for report in reports:
-        disposition = classify_ses_status(report.status)
-        if disposition is Disposition.SENT:
-            outcomes.append(
-                SendOutcome(
-                    recipient_id=report.recipient_id,
-                    status=RecipientStatus.SENT,
-                    message_id=report.message_id,
-                )
-            )
-        elif disposition is Disposition.FAILED:
-            error = f"{report.status}: {report.error}" if report.error else report.status
-            outcomes.append(
-                SendOutcome(recipient_id=report.recipient_id, status=RecipientStatus.FAILED, error=error[:500])
-            )
-        else:
-            retry.append(report.recipient_id)
-            if disposition is Disposition.STOP:
-                stop_reason = f"SES refused to send: {report.status}" + (f" ({report.error})" if report.error else "")
-    answered = {report.recipient_id for report in reports}
-    # a destination SES did not answer for is an unknown outcome, never a resend
-    outcomes.extend(
-        SendOutcome(recipient_id=i, status=RecipientStatus.FAILED, error=OUTCOME_UNKNOWN)
-        for i in ids
-        if i not in answered
-    )
-    now = deps.clock.now()
-    await deps.recipients.record(campaign.id, outcomes, token=token, now=now)
-    if retry:
-        await deps.recipients.release(campaign.id, retry, token=token)
-    sent = sum(o.status is RecipientStatus.SENT for o in outcomes)
+    settled = settle(ids, reports)
+    await deps.recipients.record(campaign.id, settled.outcomes, token=token, now=now())
+    if settled.retry:
+        await deps.recipients.release(campaign.id, settled.retry, token=token)
+    sent = sum(o.status is RecipientStatus.SENT for o in settled.outcomes)
     result = BatchResult(
         sent=sent,
-        failed=len(outcomes) - sent,
-        retried=0 if stop_reason else len(retry),
-        unknown=claim.abandoned + (len(ids) - len(answered)),
-        stopped=stop_reason is not None,
+        failed=len(settled.outcomes) - sent,
+        retried=0 if settled.stop_reason else len(settled.retry),
+        unknown=claim.abandoned + sum(o.error == OUTCOME_UNKNOWN for o in settled.outcomes),
+        stopped=settled.stop_reason is not None,
     )
-    if stop_reason is not None:
-        await stop_campaign(deps, campaign.id, stop_reason)
-    elif retry:
+    if settled.stop_reason is not None:
+        await stop_campaign(deps, campaign.id, settled.stop_reason)
+    elif settled.retry:
         deps.rate.throttled()
-        await _requeue(deps, message, retry)
+        await _requeue(deps, message, settled.retry)
     log.info("mailblast.batch.sent", sent=result.sent, failed=result.failed, retried=result.retried)
     return result
 
@@ -313,7 +290,9 @@ async def _requeue(deps: Deps, message: BatchMessage, ids: list[int]) -> None:
     await deps.queue.send([retry], delay_seconds=retry_delay_seconds(message.retries))
 
 
-async def handle_dead_letter(deps: Deps, message: BatchMessage, *, reason: str = "dead_letter") -> int:
+async def handle_dead_letter(
+    deps: Deps, message: BatchMessage, *, reason: str = "dead_letter"
+) -> int:
     """A message failed three times: its still-pending recipients fail with the reason."""
     _bind(message.campaign_id, import_id=str(message.import_id))
     failed = await deps.recipients.fail_pending(

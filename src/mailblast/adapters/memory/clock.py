@@ -28,9 +28,7 @@ class InMemoryClock:
     `advance` has moved the clock past their wake-up time.
     """
 
-    def __init__(
-        self, start: datetime | None = None, *, auto_advance: bool = True
-    ) -> None:
+    def __init__(self, start: datetime | None = None, *, auto_advance: bool = True) -> None:
         self._now = start or datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
         self._auto = auto_advance
         self._moved = asyncio.Condition() if not auto_advance else None

@@ -87,7 +87,11 @@ class InMemoryMailer:
             status = self._statuses.get(dest.email.casefold(), "SUCCESS")
             if status != "SUCCESS":
                 reports.append(
-                    DeliveryReport(recipient_id=dest.recipient_id, status=status, error=status)
+                    DeliveryReport(
+                        recipient_id=dest.recipient_id,
+                        status=status,
+                        error=f"{status.lower().replace('_', ' ')} (in-memory mailer)",
+                    )
                 )
                 continue
             message_id = f"mem-{next(self._ids):010d}"
@@ -108,7 +112,9 @@ class InMemoryMailer:
                     )
                 )
             reports.append(
-                DeliveryReport(recipient_id=dest.recipient_id, status="SUCCESS", message_id=message_id)
+                DeliveryReport(
+                    recipient_id=dest.recipient_id, status="SUCCESS", message_id=message_id
+                )
             )
         if self._crash_calls:
             self._crash_calls -= 1

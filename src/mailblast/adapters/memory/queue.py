@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -75,7 +76,9 @@ class InMemoryBatchQueue:
             stored.receive_count += 1
             stored.receipt = f"r{next(self._receipts)}-{stored.id}"
             stored.visible_at = now + timedelta(seconds=self.visibility_timeout)
-            out.append(ReceivedBatch(decode_batch(stored.body), stored.receipt, stored.receive_count))
+            out.append(
+                ReceivedBatch(decode_batch(stored.body), stored.receipt, stored.receive_count)
+            )
         return out
 
     async def receive(
@@ -86,10 +89,8 @@ class InMemoryBatchQueue:
         if got or wait_seconds <= 0:
             return got
         self._arrived.clear()
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._arrived.wait(), timeout=min(wait_seconds, 0.05))
-        except TimeoutError:
-            pass
         return self._take(self._live, max_messages, redrive=True)
 
     def _find(self, pool: dict[int, _Stored], received: ReceivedBatch) -> _Stored:

@@ -35,7 +35,9 @@ class InMemoryCampaignRepo:
     async def add(self, campaign: Campaign) -> None:
         """Store a new campaign."""
         if campaign.id in self._rows:
-            raise ConcurrentUpdateError(entity="campaign", entity_id=campaign.id, expected_version=0)
+            raise ConcurrentUpdateError(
+                entity="campaign", entity_id=campaign.id, expected_version=0
+            )
         self._rows[campaign.id] = campaign
 
     async def get(self, campaign_id: uuid.UUID) -> Campaign:
@@ -276,7 +278,12 @@ class InMemoryRecipientRepo:
         return done
 
     async def fail_abandoned(
-        self, campaign_id: uuid.UUID, import_id: uuid.UUID, *, claimed_before: datetime, now: datetime
+        self,
+        campaign_id: uuid.UUID,
+        import_id: uuid.UUID,
+        *,
+        claimed_before: datetime,
+        now: datetime,
     ) -> int:
         """Fail pending recipients whose claim is older than ``claimed_before``."""
         done = 0

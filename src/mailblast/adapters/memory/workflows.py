@@ -30,16 +30,12 @@ class InMemoryWorkflowEngine:
     def __init__(self) -> None:
         self.executions: dict[str, Execution] = {}
 
-    async def start_import(
-        self, *, name: str, campaign_id: uuid.UUID, import_id: uuid.UUID
-    ) -> str:
+    async def start_import(self, *, name: str, campaign_id: uuid.UUID, import_id: uuid.UUID) -> str:
         """Record an import execution (idempotent per name)."""
         self.executions.setdefault(name, Execution(name, "import", campaign_id, import_id))
         return name
 
-    async def start_send(
-        self, *, name: str, campaign_id: uuid.UUID, scheduled_at: datetime
-    ) -> str:
+    async def start_send(self, *, name: str, campaign_id: uuid.UUID, scheduled_at: datetime) -> str:
         """Record a send execution (idempotent per name)."""
         self.executions.setdefault(
             name, Execution(name, "send", campaign_id, scheduled_at=scheduled_at)
@@ -57,10 +53,16 @@ class InMemoryWorkflowEngine:
         execution = self.executions.get(execution_id)
         return execution.status if execution else ExecutionStatus.ABORTED
 
-    def finish(self, execution_id: str, status: ExecutionStatus = ExecutionStatus.SUCCEEDED) -> None:
+    def finish(
+        self, execution_id: str, status: ExecutionStatus = ExecutionStatus.SUCCEEDED
+    ) -> None:
         """Backdoor: mark an execution finished."""
         self.executions[execution_id].status = status
 
     def running(self, kind: str) -> list[Execution]:
         """Backdoor: running executions of one kind."""
-        return [e for e in self.executions.values() if e.kind == kind and e.status is ExecutionStatus.RUNNING]
+        return [
+            e
+            for e in self.executions.values()
+            if e.kind == kind and e.status is ExecutionStatus.RUNNING
+        ]

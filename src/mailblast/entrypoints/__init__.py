@@ -1,0 +1,1 @@
+"""Entrypoints: the CLI, the local server and the Lambda handlers. Composition only."""

@@ -1,0 +1,1 @@
+"""Backends for the shared contract suites: one module per technology."""

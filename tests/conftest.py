@@ -1,0 +1,99 @@
+"""Shared fixtures: contract-suite backends and the switch that forbids skipping in CI.
+
+Each port's fixture is parametrized over its implementations; a backend named ``x`` for
+port ``p`` is the fixture ``p_x`` from one of the ``tests/backends`` modules.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+import structlog
+
+from backends.memory import *  # noqa: F403
+
+BACKENDS: dict[str, list[Any]] = {
+    "campaign_repo": ["memory"],
+    "recipient_repo": ["memory"],
+    "blob_store": ["memory", "folder"],
+    "batch_queue": ["memory"],
+    "workflow_engine": ["memory"],
+    "mailer": ["memory"],
+}
+INTEGRATION_BACKENDS = {"postgres", "s3", "sqs", "sfn", "ses"}
+
+
+def _params(port: str) -> list[Any]:
+    return [
+        pytest.param(name, marks=pytest.mark.integration, id=name)
+        if name in INTEGRATION_BACKENDS
+        else pytest.param(name, id=name)
+        for name in BACKENDS[port]
+    ]
+
+
+def _backend(request: pytest.FixtureRequest, port: str) -> Any:
+    return request.getfixturevalue(f"{port}_{request.param}")
+
+
+@pytest.fixture(params=_params("campaign_repo"))
+def campaign_repo(request: pytest.FixtureRequest) -> Any:
+    """Every CampaignRepo implementation."""
+    return _backend(request, "campaign_repo")
+
+
+@pytest.fixture(params=_params("recipient_repo"))
+def recipient_repo(request: pytest.FixtureRequest) -> Any:
+    """Every RecipientRepo implementation."""
+    return _backend(request, "recipient_repo")
+
+
+@pytest.fixture(params=_params("blob_store"))
+def blob_store(request: pytest.FixtureRequest) -> Any:
+    """Every BlobStore implementation."""
+    return _backend(request, "blob_store")
+
+
+@pytest.fixture(params=_params("batch_queue"))
+def batch_queue(request: pytest.FixtureRequest) -> Any:
+    """Every BatchQueue implementation."""
+    return _backend(request, "batch_queue")
+
+
+@pytest.fixture(params=_params("workflow_engine"))
+def workflow_engine(request: pytest.FixtureRequest) -> Any:
+    """Every WorkflowEngine implementation."""
+    return _backend(request, "workflow_engine")
+
+
+@pytest.fixture(params=_params("mailer"))
+def mailer(request: pytest.FixtureRequest) -> Any:
+    """Every Mailer implementation."""
+    return _backend(request, "mailer")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Keep test logs quiet and structured."""
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.KeyValueRenderer(),
+        ],
+        logger_factory=structlog.ReturnLoggerFactory(),
+    )
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """With MAILBLAST_REQUIRE_INTEGRATION=1 (CI), a skipped integration test is a failure."""
+    outcome = yield
+    report = outcome.get_result()
+    if (
+        report.skipped
+        and os.environ.get("MAILBLAST_REQUIRE_INTEGRATION") == "1"
+        and item.get_closest_marker("integration") is not None
+    ):
+        report.outcome = "failed"
+        report.longrepr = f"integration test skipped in CI: {report.longrepr}"
