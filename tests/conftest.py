@@ -12,15 +12,17 @@ from typing import Any
 import pytest
 import structlog
 
+from backends.aws import *  # noqa: F403
 from backends.memory import *  # noqa: F403
+from backends.postgres import *  # noqa: F403
 
 BACKENDS: dict[str, list[Any]] = {
-    "campaign_repo": ["memory"],
-    "recipient_repo": ["memory"],
-    "blob_store": ["memory", "folder"],
-    "batch_queue": ["memory"],
-    "workflow_engine": ["memory"],
-    "mailer": ["memory"],
+    "campaign_repo": ["memory", "postgres"],
+    "recipient_repo": ["memory", "postgres"],
+    "blob_store": ["memory", "folder", "s3"],
+    "batch_queue": ["memory", "sqs"],
+    "workflow_engine": ["memory", "sfn"],
+    "mailer": ["memory", "ses"],
 }
 INTEGRATION_BACKENDS = {"postgres", "s3", "sqs", "sfn", "ses"}
 

@@ -399,3 +399,15 @@ async def test_a_past_schedule_sends_now() -> None:
     await sending.begin(world.deps, campaign.id, stored.send_execution_id or "")
     assert world.clock.now() == start
     assert attrs.asdict(await world.get(campaign.id))["status"] is S.SENDING
+
+
+async def test_a_file_without_a_valid_row_still_reports_its_rows(world: World) -> None:
+    """When every row is rejected the import fails, and the report says why per row."""
+    campaign_id = await imported(world, "email,name\nnot-an-address,x\nalso@bad,y\n")
+    campaign = await world.get(campaign_id)
+    assert campaign.status is S.IMPORT_FAILED
+    failed_import = next(e.import_id for e in world.workflows.executions.values())
+    assert failed_import is not None
+    report = await importing.read_report(world.deps, campaign_id, failed_import)
+    lines = report.decode("utf-8-sig").splitlines()
+    assert [line.split(",")[0] for line in lines] == ["line", "2", "3"]

@@ -40,7 +40,6 @@ class ServiceSettings:
     #: How long a send attempt may hold its recipients; a claim older than this belongs
     #: to an attempt that died. Keep it at or below the queue's visibility timeout.
     claim_lease_seconds: float = 120.0
-    configuration_set: str | None = None
     report_rows_per_part: int = 10_000
 
 

@@ -110,7 +110,7 @@ async def split(deps: Deps, campaign_id: uuid.UUID, import_id: uuid.UUID) -> Spl
             code="too_large",
         )
     await deps.blobs.delete_prefix(f"imports/{campaign_id}/{import_id}/")
-    intake = CsvIntake(limits=settings.intake)
+    intake = CsvIntake(limits=settings.intake, expected_bytes=size)
     needed = campaign.content.fields_used()
     checked = False
     accepted: list[AcceptedRow] = []
@@ -148,7 +148,14 @@ async def split(deps: Deps, campaign_id: uuid.UUID, import_id: uuid.UUID) -> Spl
             checked = True
             _check_placeholders(needed, intake.fields)
         await flush(final=False)
-    take(intake.finish())
+    take(intake.flush())
+    try:
+        take(intake.finish())
+    except CsvFileError:
+        # keep the report of what was rejected: it tells staff why no row was usable
+        accepted.clear()
+        await flush(final=True)
+        raise
     if not checked:
         _check_placeholders(needed, intake.fields)
     await flush(final=True)

@@ -3,27 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from mailblast.domain.errors import BlobNotFoundError, InvalidInputError
+from mailblast.domain.errors import BlobNotFoundError
+from mailblast.domain.keys import check_key, new_upload_key
 from mailblast.ports import PresignedUpload
 
-__all__ = ["InMemoryBlobStore", "LocalFolderBlobStore", "new_upload_key"]
-
-
-def new_upload_key() -> str:
-    """A key under ``uploads/`` that no caller can choose."""
-    return f"uploads/{datetime.now(UTC):%Y/%m/%d}/{secrets.token_hex(16)}.csv"
-
-
-def _check_key(key: str) -> str:
-    parts = key.split("/")
-    if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
-        raise InvalidInputError({"key": f"not a valid object key: {key!r}"})
-    return key
+__all__ = ["InMemoryBlobStore", "LocalFolderBlobStore"]
 
 
 class InMemoryBlobStore:
@@ -36,7 +24,7 @@ class InMemoryBlobStore:
         self, key: str, data: bytes, *, content_type: str = "application/octet-stream"
     ) -> None:
         """Write a whole object."""
-        self.objects[_check_key(key)] = bytes(data)
+        self.objects[check_key(key)] = bytes(data)
 
     async def get(self, key: str) -> bytes:
         """Read a whole object."""
@@ -71,7 +59,7 @@ class InMemoryBlobStore:
         self, *, content_type: str = "text/csv", expires_in: int = 900
     ) -> PresignedUpload:
         """A fresh key; the URL is only meaningful to this store (tests PUT via `put`)."""
-        key = new_upload_key()
+        key = new_upload_key(datetime.now(UTC))
         expires = datetime.now(UTC) + timedelta(seconds=min(expires_in, 900))
         return PresignedUpload(key, f"memory://{key}", expires)
 
@@ -83,7 +71,7 @@ class LocalFolderBlobStore:
         self.root = Path(root)
 
     def _path(self, key: str) -> Path:
-        return self.root / _check_key(key)
+        return self.root / check_key(key)
 
     async def put(
         self, key: str, data: bytes, *, content_type: str = "application/octet-stream"
@@ -142,6 +130,6 @@ class LocalFolderBlobStore:
         self, *, content_type: str = "text/csv", expires_in: int = 900
     ) -> PresignedUpload:
         """A fresh key and the file URL to write it to."""
-        key = new_upload_key()
+        key = new_upload_key(datetime.now(UTC))
         expires = datetime.now(UTC) + timedelta(seconds=min(expires_in, 900))
         return PresignedUpload(key, self._path(key).resolve().as_uri(), expires)
