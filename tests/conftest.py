@@ -76,6 +76,13 @@ def mailer(request: pytest.FixtureRequest) -> Any:
     return _backend(request, "mailer")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Everything under tests/integration is an integration test, marked or not."""
+    for item in items:
+        if "integration" in item.path.parts and item.get_closest_marker("integration") is None:
+            item.add_marker(pytest.mark.integration)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Keep test logs quiet and structured."""
     structlog.configure(
