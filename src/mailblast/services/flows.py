@@ -27,8 +27,7 @@ async def run_import(
     """split -> insert chunks (in parallel) -> finalize -> schedule send; any failure ->
     ``import_failed`` with a reason a person understands. A stale import ends quietly."""
     try:
-        result = await importing.split(deps, campaign_id, import_id)
-        await _insert_all(deps, campaign_id, import_id, result.chunk_keys, parallelism)
+        await _split_and_insert(deps, campaign_id, import_id, parallelism)
         campaign = await importing.finalize(deps, campaign_id, import_id)
     except StaleImportError:
         await importing.discard_stale(deps, campaign_id, import_id)
@@ -43,13 +42,11 @@ async def run_import(
     return campaign
 
 
-async def _insert_all(
-    deps: Deps,
-    campaign_id: uuid.UUID,
-    import_id: uuid.UUID,
-    keys: list[str],
-    parallelism: int,
+async def _split_and_insert(
+    deps: Deps, campaign_id: uuid.UUID, import_id: uuid.UUID, parallelism: int
 ) -> None:
+    """Split, inserting each chunk as soon as it is written: the database COPYs on its
+    own core while this process reads the rest of the file."""
     gate = asyncio.Semaphore(parallelism)
 
     async def insert(key: str) -> None:
@@ -58,8 +55,12 @@ async def _insert_all(
 
     try:
         async with asyncio.TaskGroup() as group:
-            for key in keys:
+
+            async def started(key: str) -> None:
                 group.create_task(insert(key))
+                await asyncio.sleep(0)  # let the insert send its first rows
+
+            await importing.split(deps, campaign_id, import_id, on_chunk=started)
     except ExceptionGroup as exc:
         # like a failed Map state: the first error decides
         raise exc.exceptions[0] from exc

@@ -10,7 +10,7 @@ import csv
 import io
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import attrs
 import structlog
@@ -70,21 +70,16 @@ async def _current(deps: Deps, campaign_id: uuid.UUID, import_id: uuid.UUID) -> 
 
 
 def _encode_chunk(rows: Sequence[AcceptedRow]) -> bytes:
-    # one JSON document per line: the insert step streams it back without a CSV dialect
-    return "".join(
-        json.dumps({"e": r.email, "a": r.fields}, ensure_ascii=False, separators=(",", ":")) + "\n"
-        for r in rows
+    # one JSON document per chunk, [[email, {field: value}], ...]: one C-speed call each
+    # way instead of one per row, and no CSV dialect to agree on
+    return json.dumps(
+        [[r.email, r.fields] for r in rows], ensure_ascii=False, separators=(",", ":")
     ).encode()
 
 
 def read_chunk(data: bytes) -> list[NewRecipient]:
     """Decode a chunk written by `split`."""
-    out = []
-    for line in data.decode().splitlines():
-        if line:
-            row = json.loads(line)
-            out.append(NewRecipient(row["e"], row["a"]))
-    return out
+    return [NewRecipient(email, fields) for email, fields in json.loads(data)]
 
 
 def _encode_report(rows: Sequence[RejectedRow], *, header: bool) -> bytes:
@@ -97,77 +92,97 @@ def _encode_report(rows: Sequence[RejectedRow], *, header: bool) -> bytes:
     return (("\ufeff" if header else "") + buffer.getvalue()).encode()
 
 
-async def split(deps: Deps, campaign_id: uuid.UUID, import_id: uuid.UUID) -> SplitResult:
+@attrs.define
+class _SplitWriter:
+    """Buffers accepted and rejected rows; writes chunks and report parts as they fill."""
+
+    deps: Deps
+    campaign_id: uuid.UUID
+    import_id: uuid.UUID
+    on_chunk: Callable[[str], Awaitable[None]] | None
+    accepted: list[AcceptedRow] = attrs.Factory(list)
+    rejected: list[RejectedRow] = attrs.Factory(list)
+    chunk_keys: list[str] = attrs.Factory(list)
+    report_parts: int = 0
+
+    def take(self, rows: list[AcceptedRow | RejectedRow]) -> None:
+        for row in rows:
+            if isinstance(row, AcceptedRow):
+                self.accepted.append(row)
+            else:
+                self.rejected.append(row)
+
+    async def flush(self, *, final: bool) -> None:
+        settings, blobs = self.deps.settings, self.deps.blobs
+        if self.accepted and (final or len(self.accepted) >= settings.chunk_rows):
+            prefix = chunk_prefix(self.campaign_id, self.import_id)
+            key = f"{prefix}{len(self.chunk_keys):05d}.json"
+            await blobs.put(key, _encode_chunk(self.accepted), content_type="application/json")
+            self.chunk_keys.append(key)
+            self.accepted.clear()
+            if self.on_chunk is not None:
+                await self.on_chunk(key)
+        if self.rejected and (final or len(self.rejected) >= settings.report_rows_per_part):
+            prefix = report_prefix(self.campaign_id, self.import_id)
+            data = _encode_report(self.rejected, header=self.report_parts == 0)
+            await blobs.put(f"{prefix}{self.report_parts:05d}.csv", data, content_type="text/csv")
+            self.report_parts += 1
+            self.rejected.clear()
+
+
+async def split(
+    deps: Deps,
+    campaign_id: uuid.UUID,
+    import_id: uuid.UUID,
+    *,
+    on_chunk: Callable[[str], Awaitable[None]] | None = None,
+) -> SplitResult:
     """Stream the CSV, validate and de-duplicate it, write normalized chunks and the
-    rejected-row report. A file-level problem raises `CsvFileError` (for `fail`)."""
+    rejected-row report. A file-level problem raises `CsvFileError` (for `fail`).
+
+    ``on_chunk`` is told each chunk key as soon as it is written, so a runtime that can
+    (the local one) inserts chunks while the rest of the file is still being read.
+    """
     _bind(campaign_id, import_id)
     campaign = await _current(deps, campaign_id, import_id)
-    settings = deps.settings
+    limits = deps.settings.intake
     size = await deps.blobs.size(campaign.s3_key)
-    if size > settings.intake.max_bytes:
+    if size > limits.max_bytes:
         raise CsvFileError(
-            f"the file is {size:,} bytes; the limit is {settings.intake.max_bytes:,} bytes",
+            f"the file is {size:,} bytes; the limit is {limits.max_bytes:,} bytes",
             code="too_large",
         )
     await deps.blobs.delete_prefix(f"imports/{campaign_id}/{import_id}/")
-    intake = CsvIntake(limits=settings.intake, expected_bytes=size)
+    intake = CsvIntake(limits=limits, expected_bytes=size)
     needed = campaign.content.fields_used()
     checked = False
-    accepted: list[AcceptedRow] = []
-    rejected: list[RejectedRow] = []
-    chunk_keys: list[str] = []
-    report_parts = 0
-    total_rejected = 0
-
-    async def flush(*, final: bool) -> None:
-        nonlocal report_parts, total_rejected
-        if accepted and (final or len(accepted) >= settings.chunk_rows):
-            key = f"{chunk_prefix(campaign_id, import_id)}{len(chunk_keys):05d}.jsonl"
-            await deps.blobs.put(key, _encode_chunk(accepted), content_type="application/x-ndjson")
-            chunk_keys.append(key)
-            accepted.clear()
-        if rejected and (final or len(rejected) >= settings.report_rows_per_part):
-            key = f"{report_prefix(campaign_id, import_id)}{report_parts:05d}.csv"
-            await deps.blobs.put(
-                key, _encode_report(rejected, header=report_parts == 0), content_type="text/csv"
-            )
-            report_parts += 1
-            total_rejected += len(rejected)
-            rejected.clear()
-
-    def take(rows: list[AcceptedRow | RejectedRow]) -> None:
-        for row in rows:
-            if isinstance(row, AcceptedRow):
-                accepted.append(row)
-            else:
-                rejected.append(row)
-
+    out = _SplitWriter(deps, campaign_id, import_id, on_chunk)
     async for data in deps.blobs.stream(campaign.s3_key):
-        take(intake.feed(data))
+        out.take(intake.feed(data))
         if not checked and intake.rows:  # the header has been read
             checked = True
             _check_placeholders(needed, intake.fields)
-        await flush(final=False)
-    take(intake.flush())
+        await out.flush(final=False)
+    out.take(intake.flush())
     try:
-        take(intake.finish())
+        out.take(intake.finish())
     except CsvFileError:
         # keep the report of what was rejected: it tells staff why no row was usable
-        accepted.clear()
-        await flush(final=True)
+        out.accepted.clear()
+        await out.flush(final=True)
         raise
     if not checked:
         _check_placeholders(needed, intake.fields)
-    await flush(final=True)
+    await out.flush(final=True)
     log.info(
         "mailblast.import.split",
         accepted=intake.accepted,
         rejected=intake.rejected,
-        chunks=len(chunk_keys),
+        chunks=len(out.chunk_keys),
         encoding=intake.encoding,
     )
     return SplitResult(
-        chunk_keys=chunk_keys,
+        chunk_keys=out.chunk_keys,
         accepted=intake.accepted,
         rejected=intake.rejected,
         encoding=intake.encoding or "",

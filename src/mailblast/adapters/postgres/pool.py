@@ -8,10 +8,11 @@ life, so one pool serves every warm invocation).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TypeAlias
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 import attrs
@@ -25,18 +26,26 @@ PooledConnection: TypeAlias = "asyncpg.pool.PoolConnectionProxy[asyncpg.Record]"
 
 
 def redact_dsn(dsn: str) -> str:
-    """The DSN with its password replaced, fit for logs and error messages."""
+    """The DSN with its password (in the authority or a ``password=`` parameter)
+    replaced, fit for logs and error messages."""
     parts = urlsplit(dsn)
-    if parts.password is None:
-        return dsn
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    netloc = f"{parts.username or ''}:***@{host}"
-    return urlunsplit(parts._replace(netloc=netloc))
+    if parts.password is not None:
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"  # an IPv6 address
+        if parts.port is not None:
+            host = f"{host}:{parts.port}"
+        parts = parts._replace(netloc=f"{parts.username or ''}:***@{host}")
+    if "password=" in parts.query:
+        query = [
+            (key, "***" if key == "password" else value)
+            for key, value in parse_qsl(parts.query, keep_blank_values=True)
+        ]
+        parts = parts._replace(query=urlencode(query, safe="*/"))
+    return urlunsplit(parts)
 
 
-def _positive(_instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+def _not_negative(_instance: object, attribute: attrs.Attribute[int], value: int) -> None:
     if value < 0:
         msg = f"{attribute.name} must not be negative, not {value}"
         raise ValueError(msg)
@@ -52,10 +61,10 @@ class PostgresSettings:
     ``connect_timeout`` bounds opening a connection.
     """
 
-    dsn: str = attrs.field(repr=redact_dsn)
-    min_size: int = attrs.field(default=1, kw_only=True, validator=_positive)
-    max_size: int = attrs.field(default=10, kw_only=True, validator=_positive)
-    statement_cache_size: int = attrs.field(default=100, kw_only=True, validator=_positive)
+    dsn: str = attrs.field(repr=lambda dsn: repr(redact_dsn(dsn)))
+    min_size: int = attrs.field(default=1, kw_only=True, validator=_not_negative)
+    max_size: int = attrs.field(default=10, kw_only=True, validator=_not_negative)
+    statement_cache_size: int = attrs.field(default=100, kw_only=True, validator=_not_negative)
     command_timeout: float | None = attrs.field(default=30.0, kw_only=True)
     connect_timeout: float = attrs.field(default=10.0, kw_only=True)
     application_name: str = attrs.field(default="mailblast", kw_only=True)
@@ -123,6 +132,17 @@ def translate_error(exc: BaseException) -> MailblastError | None:
     return kind(f"PostgreSQL: {type(exc).__name__}: {exc}")
 
 
+async def _no_session_reset(conn: object) -> None:
+    """Return a connection to the pool as it is (an open transaction is still rolled back).
+
+    asyncpg's default reset sends ``SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN
+    *; RESET ALL`` on every release: one more round trip per use (about 10% of the
+    recording rate), and statements RDS Proxy pins a connection for. The adapters never
+    leave session state behind (no SET, LISTEN, session advisory lock or cursor outside
+    a transaction), so there is nothing to reset.
+    """
+
+
 class PostgresPool:
     """An asyncpg pool created on first use, on the running loop; `close` when done."""
 
@@ -158,6 +178,7 @@ class PostgresPool:
                         timeout=settings.connect_timeout,
                         # visible in pg_stat_activity: operators can tell our sessions apart
                         server_settings={"application_name": settings.application_name},
+                        reset=_no_session_reset,
                     )
                 except Exception as exc:
                     error = translate_error(exc)
@@ -169,12 +190,19 @@ class PostgresPool:
     def _forget(self) -> None:
         old, self._pool = self._pool, None
         if old is not None:
-            # created on another (probably closed) loop: it cannot be closed gracefully
-            old.terminate()
+            # created on another (probably closed) loop: it cannot be closed gracefully,
+            # and its sockets may already be gone with that loop
+            with contextlib.suppress(RuntimeError, OSError):
+                old.terminate()
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[PooledConnection]:
-        """A pooled connection; asyncpg errors leave as `TransientError`/`PermanentError`."""
+        """A pooled connection; asyncpg errors leave as `TransientError`/`PermanentError`.
+
+        It goes back to the pool without a session reset: leave no session state on it
+        (no SET, LISTEN or session-level advisory lock; SET LOCAL inside a transaction
+        is fine).
+        """
         pool = await self.get()
         try:
             async with pool.acquire() as conn:
@@ -199,4 +227,5 @@ class PostgresPool:
         if self._loop is asyncio.get_running_loop():
             await pool.close()
         else:
-            pool.terminate()
+            with contextlib.suppress(RuntimeError, OSError):
+                pool.terminate()
