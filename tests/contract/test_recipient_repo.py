@@ -229,3 +229,13 @@ async def test_bulk_sizes_round_trip(recipient_repo: Any, n: int) -> None:
     assert len(claim.claimed) == n
     assert await recipient_repo.record(C, [sent(i) for i in ids], token="a", now=T0) == n
     assert (await recipient_repo.count_by_status(C, I1))[S] == n
+
+
+async def test_prepare_send_changes_no_recipient(recipient_repo: Any) -> None:
+    """Preparing an import for sending (twice) leaves its rows and counts as they were."""
+    await recipient_repo.insert_chunk(C, I1, 0, people(3))
+    before = await recipient_repo.list_page(C, I1, limit=10)
+    await recipient_repo.prepare_send(C, I1)
+    await recipient_repo.prepare_send(C, I1)
+    assert await recipient_repo.list_page(C, I1, limit=10) == before
+    assert (await recipient_repo.count_by_status(C, I1))[P] == 3

@@ -27,7 +27,57 @@ def _parser() -> argparse.ArgumentParser:
     db_commands = db.add_subparsers(dest="db_command", metavar="ACTION")
     upgrade = db_commands.add_parser("upgrade", help="apply the schema migrations")
     upgrade.add_argument("--dsn", required=True, help="postgresql://user@host:port/database")
+
+    demo = commands.add_parser(
+        "demo", help="run a whole campaign on generated recipients, in this process"
+    )
+    demo.add_argument(
+        "--recipients", type=int, default=200_000, metavar="N", help="rows to generate (200,000)"
+    )
+    demo.add_argument(
+        "--rate", type=float, metavar="R", help="messages per second (default: no limit)"
+    )
+    demo.add_argument("--dsn", help="use PostgreSQL (migrated first) instead of memory")
+    demo.add_argument("--json", action="store_true", help="print only one JSON object")
+    demo.add_argument(
+        "--schedule-in",
+        type=float,
+        default=3.0,
+        metavar="SECONDS",
+        help="schedule the send this long after registration (3)",
+    )
+    demo.add_argument("--workers", type=int, default=4, help="queue consumers (4)")
+    _log_options(demo)
+
+    send = commands.add_parser(
+        "send", help="run one real campaign in the foreground (Ctrl-C stops, a rerun resumes)"
+    )
+    send.add_argument("csv", help="the recipient CSV file")
+    send.add_argument(
+        "--from", dest="from_address", required=True, metavar="ADDR", help="the sender"
+    )
+    send.add_argument("--subject", required=True, metavar="S", help="may use {{column}}")
+    send.add_argument("--text", metavar="FILE", help="the plain-text body (UTF-8)")
+    send.add_argument("--html", metavar="FILE", help="the HTML body (UTF-8)")
+    send.add_argument("--at", required=True, metavar="ISO8601", help="when to send, with an offset")
+    send.add_argument("--dsn", help="PostgreSQL: needed to resume an interrupted run")
+    send.add_argument(
+        "--mailer", default="ses", metavar="ses|mbox:PATH", help="SES, or an mbox file (ses)"
+    )
+    send.add_argument(
+        "--rate", type=float, metavar="R", help="messages per second (SES: the account's)"
+    )
+    send.add_argument("--workers", type=int, default=8, help="queue consumers (8)")
+    send.add_argument("--json", action="store_true", help="print only one JSON object")
+    _log_options(send)
     return parser
+
+
+def _log_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--log-json", action="store_true", help="logs as JSON lines on stderr")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log INFO events too (default: WARNING)"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -49,5 +99,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         from mailblast.entrypoints.db import run_db_upgrade
 
         return asyncio.run(run_db_upgrade(args.dsn, out=sys.stdout))
+    if args.command == "demo":
+        from mailblast.entrypoints.demo import main_demo
+
+        return main_demo(args)
+    if args.command == "send":
+        from mailblast.entrypoints.send import main_send
+
+        return main_send(args)
     parser.print_help(sys.stderr)
     return 2

@@ -91,6 +91,11 @@ class RecipientRepo(Protocol):
         """How many recipients of the import are in each status (every status present)."""
         ...
 
+    async def prepare_send(self, campaign_id: uuid.UUID, import_id: uuid.UUID) -> None:
+        """Get ready to serve the sends of one freshly imported list (a database refreshes
+        its planner statistics here); idempotent, and a no-op where nothing is needed."""
+        ...
+
     async def pending_page_starts(
         self, campaign_id: uuid.UUID, import_id: uuid.UUID, *, page_size: int
     ) -> tuple[list[int], int | None]:

@@ -67,6 +67,8 @@ async def begin(deps: Deps, campaign_id: uuid.UUID, execution_id: str) -> Campai
         return campaign  # a retried or late step: nothing more to start
     change = campaign.start_sending(execution_id=execution_id, now=deps.clock.now())
     await deps.campaigns.update(change.before, change.after)
+    if change.after.current_import_id is not None:
+        await deps.recipients.prepare_send(campaign_id, change.after.current_import_id)
     log.info("mailblast.send.began", total_count=campaign.total_count)
     return change.after
 
@@ -224,6 +226,9 @@ async def send_batch(deps: Deps, message: BatchMessage) -> BatchResult:
     ):
         log.info("mailblast.batch.skipped", status=campaign.status.value)
         return BatchResult(skipped=len(message.recipient_ids))
+    # pace before claiming: a claim held while waiting for the rate limiter would turn
+    # into outcome_unknown, never sent, if the process died during the wait
+    await deps.rate.acquire(len(message.recipient_ids))
     token = uuid.uuid4().hex
     claim = await deps.recipients.claim(
         campaign.id,
@@ -237,7 +242,6 @@ async def send_batch(deps: Deps, message: BatchMessage) -> BatchResult:
     if not recipients:
         return BatchResult(skipped=len(message.recipient_ids), unknown=claim.abandoned)
     ids = [r.id for r in recipients]
-    await deps.rate.acquire(len(recipients))
     email = BulkEmail(
         from_address=campaign.from_address,
         content=campaign.content,

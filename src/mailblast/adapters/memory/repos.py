@@ -162,6 +162,9 @@ class InMemoryRecipientRepo:
         counts = self._imports.get((campaign_id, import_id), _Import()).counts
         return {status: counts[status] for status in RecipientStatus}
 
+    async def prepare_send(self, campaign_id: uuid.UUID, import_id: uuid.UUID) -> None:
+        """Nothing to prepare in memory."""
+
     async def pending_page_starts(
         self, campaign_id: uuid.UUID, import_id: uuid.UUID, *, page_size: int
     ) -> tuple[list[int], int | None]:

@@ -255,6 +255,13 @@ class PostgresRecipientRepo:
         assert row is not None  # an aggregate without GROUP BY always returns one row
         return {status: int(row[n]) for n, status in enumerate(RecipientStatus)}
 
+    async def prepare_send(self, campaign_id: uuid.UUID, import_id: uuid.UUID) -> None:
+        """Refresh the planner's statistics: right after a large COPY (and with autovacuum
+        late or off) it would pick the composite index for the per-batch claims and records,
+        about 300 times slower at 200,000 rows than the primary key."""
+        async with self._pool.connection() as conn:
+            await conn.execute("ANALYZE notification_recipients")
+
     async def pending_page_starts(
         self, campaign_id: uuid.UUID, import_id: uuid.UUID, *, page_size: int
     ) -> tuple[list[int], int | None]:
