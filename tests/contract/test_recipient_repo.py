@@ -239,3 +239,31 @@ async def test_prepare_send_changes_no_recipient(recipient_repo: Any) -> None:
     await recipient_repo.prepare_send(C, I1)
     assert await recipient_repo.list_page(C, I1, limit=10) == before
     assert (await recipient_repo.count_by_status(C, I1))[P] == 3
+
+
+async def test_failing_a_claimed_recipient_says_outcome_unknown(recipient_repo: Any) -> None:
+    """A recipient an attempt still holds may be in SES's hands: it fails as outcome_unknown."""
+    await recipient_repo.insert_chunk(C, I1, 0, people(3))
+    ids = await ids_of(recipient_repo)
+    await recipient_repo.claim(C, I1, ids[:1], token="live", now=T0, lease_seconds=60)
+    await recipient_repo.fail_pending(C, I1, reason="dead_letter", now=T0, recipient_ids=ids[:2])
+    await recipient_repo.fail_pending(C, I1, reason="stopped", now=T0)
+    rows = await recipient_repo.list_page(C, I1, limit=10)
+    assert [r.error for r in rows] == [OUTCOME_UNKNOWN, "dead_letter", "stopped"]
+
+
+async def test_a_repeated_id_is_handled_once(recipient_repo: Any) -> None:
+    """Naming a recipient twice claims, fails and counts it once."""
+    await recipient_repo.insert_chunk(C, I1, 0, people(2))
+    ids = await ids_of(recipient_repo)
+    claim = await recipient_repo.claim(C, I1, [ids[0], ids[0]], token="a", now=T0, lease_seconds=60)
+    assert [r.id for r in claim.claimed] == [ids[0]]
+    assert await recipient_repo.release(C, [ids[0], ids[0]], token="a") == 1
+    n = await recipient_repo.fail_pending(C, I1, reason="x", now=T0, recipient_ids=[ids[1], ids[1]])
+    assert n == 1
+    assert dict(await recipient_repo.count_by_status(C, I1)) == {
+        P: 1,
+        S: 0,
+        F: 1,
+        RecipientStatus.BOUNCED: 0,
+    }

@@ -288,6 +288,29 @@ def test_a_body_that_is_not_a_json_object_is_a_400(fakes: Fakes, raw: str) -> No
     assert body_of(response)["errors"][0]["field"] == "(body)"
 
 
+@pytest.mark.parametrize("value", ["bad\u0000name", "\ud800"])
+def test_text_a_database_cannot_store_is_a_400(fakes: Fakes, value: str) -> None:
+    """NUL characters and lone surrogates are refused on the field, never a 500."""
+    body = {
+        "name": value,
+        "from_address": "news@example.com",
+        "subject": "s",
+        "text": "t",
+        "scheduled_at": "2026-12-24T09:00:00+09:00",
+        "s3_key": "uploads/x.csv",
+    }
+    response = api.handler(api_event("POST", "/campaigns", body=body), CONTEXT)
+    assert response["statusCode"] == 400
+    assert [e["field"] for e in body_of(response)["errors"]] == ["name"]
+
+
+@pytest.mark.parametrize("limit", ["\u00b2", "0", "-1", "x"])
+def test_a_bad_page_size_is_a_400(fakes: Fakes, limit: str) -> None:
+    """A limit that is not a plain positive number is a 400 on limit."""
+    response = api.handler(api_event("GET", "/campaigns", query={"limit": limit}), CONTEXT)
+    assert response["statusCode"] == 400
+
+
 def test_an_upload_key_that_was_never_uploaded_is_a_400(fakes: Fakes) -> None:
     """Registering with an s3_key nobody uploaded is refused on the s3_key field."""
     body = {
@@ -589,3 +612,12 @@ def test_the_openapi_document_is_valid_and_names_every_route() -> None:
     }
     served = {(method, route) for route, methods in api._TABLE.items() for method in methods}
     assert described == served
+
+
+def test_lambda_log_lines_mask_addresses() -> None:
+    """The Lambda log renderer's last step masks any address an event or traceback quotes."""
+    from mailblast.entrypoints.aws import compose
+
+    line = compose._mask_rendered(None, "error", '{"error": "SES refused hanako@example.jp"}')
+    assert "hanako@" not in line
+    assert "h***@example.jp" in line

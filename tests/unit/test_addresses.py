@@ -229,3 +229,11 @@ def test_dedupe_key_ignores_case() -> None:
 def test_mask_email_never_shows_the_local_part(address: str, masked: str) -> None:
     """Masking keeps at most the first character of the local part."""
     assert mask_email(address) == masked
+
+
+def test_addresses_in_free_text_are_masked_in_any_script() -> None:
+    """Log and error texts never carry a whole address, ASCII or not."""
+    from mailblast.domain.addresses import mask_addresses
+
+    text = "to taro@例え.jp, 山田@example.jp and <a.b+c@x.co.jp>"
+    assert mask_addresses(text) == "to t***@例え.jp, 山***@example.jp and <a***@x.co.jp>"

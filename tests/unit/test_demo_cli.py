@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 import structlog
 
+from mailblast.domain.addresses import mask_addresses
 from mailblast.entrypoints import cli
-from mailblast.entrypoints.send import Progress, configure_logging, mask_addresses
+from mailblast.entrypoints.send import Progress, configure_logging
 
 
 @pytest.fixture(autouse=True)

@@ -411,3 +411,86 @@ async def test_a_file_without_a_valid_row_still_reports_its_rows(world: World) -
     report = await importing.read_report(world.deps, campaign_id, failed_import)
     lines = report.decode("utf-8-sig").splitlines()
     assert [line.split(",")[0] for line in lines] == ["line", "2", "3"]
+
+
+async def test_a_whole_call_refused_stops_the_campaign(world: World) -> None:
+    """SES refusing a call outright (say, an unverified sender) stops the campaign at once,
+    nothing sent and everyone terminal."""
+    from mailblast.domain.errors import PermanentError
+
+    campaign_id = await imported(world, csv_of(120))
+
+    async def refuse(email: object) -> object:
+        raise PermanentError("MessageRejected: Email address is not verified.")
+
+    world.mailer.send_bulk = refuse  # type: ignore[method-assign,assignment]
+    await sent_campaign(world, campaign_id)
+    campaign = await world.get(campaign_id)
+    assert campaign.status is S.SEND_FAILED
+    assert "not verified" in (campaign.last_error or "")
+    assert (campaign.sent_count, campaign.failed_count) == (0, 120)
+
+
+async def test_a_send_that_fails_before_it_begins_keeps_the_reason(world: World) -> None:
+    """A send workflow failing while scheduled leaves the status but records why."""
+    campaign_id = await imported(world, csv_of(2))
+    campaign = await world.get(campaign_id)
+    after = await sending.fail(world.deps, campaign_id, campaign.send_execution_id or "", "DB down")
+    assert (after.status, after.last_error) == (S.SCHEDULED, "DB down")
+    assert (await world.get(campaign_id)).last_error == "DB down"
+
+
+async def test_register_refuses_a_sender_ses_would_refuse(world: World) -> None:
+    """A From address that is not an address is a 400 on from_address, nothing stored."""
+    from mailblast.services.campaigns import NewCampaign, register
+
+    key = await world.upload(csv_of(2))
+    with pytest.raises(InvalidInputError) as caught:
+        await register(
+            world.deps,
+            NewCampaign(
+                name="x",
+                from_address="not an address",
+                subject="s",
+                text="t",
+                scheduled_at=world.clock.now(),
+                s3_key=key,
+            ),
+        )
+    assert "from_address" in caught.value.errors
+    assert await world.campaigns.list_page(limit=10) == []
+
+
+async def test_an_import_that_cannot_start_fails_so_staff_can_retry(world: World) -> None:
+    """If the import workflow cannot be started, the campaign is import_failed with a
+    reason, not importing forever; a new upload then works."""
+
+    async def broken(**_: object) -> str:
+        raise RuntimeError("ExecutionLimitExceeded")
+
+    real = world.workflows.start_import
+    world.workflows.start_import = broken  # type: ignore[method-assign,assignment]
+    campaign = await world.register(csv_of(3))
+    stored = await world.get(campaign.id)
+    assert stored.status is S.IMPORT_FAILED
+    assert "upload the file again" in (stored.last_error or "")
+    world.workflows.start_import = real  # type: ignore[method-assign]
+    key = await world.upload(csv_of(3))
+    again = await edit(world.deps, campaign.id, CampaignEdit(s3_key=key))
+    assert again.status is S.IMPORTING
+
+
+async def test_a_stop_that_fails_does_not_block_the_reschedule(world: World) -> None:
+    """Edit A starts the new wait even if stopping the old one fails; the old is stale."""
+    campaign_id = await imported(world, csv_of(3))
+
+    async def broken(execution_id: str) -> None:
+        raise RuntimeError("throttled")
+
+    world.workflows.stop = broken  # type: ignore[method-assign,assignment]
+    campaign = await world.get(campaign_id)
+    later = campaign.scheduled_at + timedelta(days=1)
+    edited = await edit(world.deps, campaign_id, CampaignEdit(scheduled_at=later))
+    assert edited.send_execution_id in world.workflows.executions
+    old = campaign.send_execution_id or ""
+    assert (await run_send(world.deps, campaign_id, old, poll_seconds=1)).status is S.SCHEDULED

@@ -135,7 +135,7 @@ def test_edit_a_with_a_new_time_restarts_the_send_workflow() -> None:
     assert old is not None
     change = campaign.edit_metadata(now=T0, scheduled_at=campaign.scheduled_at + timedelta(days=1))
     assert change.after.status is S.SCHEDULED
-    stop, start = change.commands
+    start, stop = change.commands
     assert stop == StopWorkflow(old)
     assert isinstance(start, StartSend)
     assert start.execution_name == change.after.send_execution_id != old
@@ -159,8 +159,8 @@ def test_edit_b_while_scheduled_stops_the_send_and_imports_again() -> None:
     assert change.after.pending_import_id == new_import
     assert change.after.current_import_id == campaign.current_import_id
     assert change.after.send_execution_id is None
-    assert isinstance(change.commands[0], StopWorkflow)
-    assert isinstance(change.commands[1], StartImport)
+    assert isinstance(change.commands[0], StartImport)
+    assert isinstance(change.commands[1], StopWorkflow)
 
 
 def test_finishing_a_replacement_import_drops_the_old_one() -> None:

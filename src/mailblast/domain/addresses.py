@@ -29,6 +29,7 @@ __all__ = [
     "MAX_ADDRESS_LENGTH",
     "MAX_LOCAL_PART_LENGTH",
     "dedupe_key",
+    "mask_addresses",
     "mask_email",
     "normalize_address",
 ]
@@ -176,3 +177,15 @@ def mask_email(address: str) -> str:
         return "***"
     shown = local[0] if len(local) > 1 else ""
     return f"{shown}***@{domain}"
+
+
+# anything address-shaped in free text, any script (possessive: linear time on any input)
+_ADDRESS_IN_TEXT = re.compile(
+    r"(?<![^\s<>\"'(),;:@])([^\s<>\"'(),;:@])[^\s<>\"'(),;:@]*+@([^\s<>\"'(),;:@]+)"
+)
+
+
+def mask_addresses(text: str) -> str:
+    """Every address in ``text`` masked like `mask_email` (``t***@example.jp``): the last
+    safety net of the log renderers and of error texts that may quote an address."""
+    return _ADDRESS_IN_TEXT.sub(r"\1***@\2", text)

@@ -69,6 +69,9 @@ class BatchMessage:
         if not 0 < len(self.recipient_ids) <= MAX_BATCH:
             msg = f"a batch holds 1 to {MAX_BATCH} recipients, not {len(self.recipient_ids)}"
             raise ValueError(msg)
+        if len(set(self.recipient_ids)) != len(self.recipient_ids):
+            msg = "a batch names each recipient once"
+            raise ValueError(msg)
 
     def retry_with(self, recipient_ids: Sequence[int]) -> BatchMessage:
         """The same batch narrowed to ``recipient_ids``, one retry further."""

@@ -10,11 +10,14 @@ import enum
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
+from email.utils import parseaddr
 from typing import Any
 
 import attrs
 
+from mailblast.domain.addresses import normalize_address
 from mailblast.domain.errors import (
+    InvalidAddressError,
     InvalidInputError,
     InvalidTransitionError,
     StaleExecutionError,
@@ -203,6 +206,18 @@ class Change:
     commands: tuple[Command, ...] = ()
 
 
+def sender_problem(value: str) -> str | None:
+    """Why ``value`` cannot be the From address (``a@b.jp`` or ``Name <a@b.jp>``), or None."""
+    name, address = parseaddr(value)
+    if not address or (not name and address != value.strip()):
+        return "must be an email address, optionally with a name: Name <news@example.com>"
+    try:
+        normalize_address(address)
+    except InvalidAddressError as exc:
+        return f"is not an address SES accepts: {exc.reason}"
+    return None
+
+
 def _aware(value: datetime, path: str) -> None:
     if value.tzinfo is None or value.utcoffset() is None:
         raise InvalidInputError({path: "must carry a UTC offset, e.g. 2026-12-24T09:00:00+09:00"})
@@ -251,6 +266,8 @@ class Campaign:
         errors = content.problems()
         if not name.strip():
             errors["name"] = "must not be empty"
+        if (problem := sender_problem(from_address)) is not None:
+            errors["from_address"] = problem
         if not s3_key:
             errors["s3_key"] = "must not be empty"
         if errors:
@@ -299,8 +316,8 @@ class Campaign:
         errors = new_content.problems()
         if name is not None and not name.strip():
             errors["name"] = "must not be empty"
-        if from_address is not None and "@" not in from_address:
-            errors["from_address"] = "must be an email address"
+        if from_address is not None and (problem := sender_problem(from_address)) is not None:
+            errors["from_address"] = problem
         if errors:
             raise InvalidInputError(errors)
         if scheduled_at is not None:
@@ -330,7 +347,8 @@ class Campaign:
         commands: tuple[Command, ...] = ()
         if after.scheduled_at != self.scheduled_at:
             name_ = send_execution_name(self.id, after.version)
-            commands = (*self._stop_send(), StartSend(self.id, after.scheduled_at, name_))
+            # start the new wait first: if the stop then fails, the old one is stale anyway
+            commands = (StartSend(self.id, after.scheduled_at, name_), *self._stop_send())
             after = attrs.evolve(after, send_execution_id=name_)
         return Change(self, after, commands)
 
@@ -362,7 +380,7 @@ class Campaign:
             last_error=None,
         )
         start = StartImport(self.id, import_id, import_execution_name(import_id))
-        return Change(self, after, (*self._stop_send(), start))
+        return Change(self, after, (start, *self._stop_send()))
 
     # --- import workflow ---------------------------------------------------------------
 
@@ -452,6 +470,10 @@ class Campaign:
             bounced_count=bounced,
         )
         return Change(self, after)
+
+    def note_error(self, *, reason: str, now: datetime) -> Campaign:
+        """Keep why a workflow failed without changing the status."""
+        return attrs.evolve(self, last_error=reason, version=self.version + 1, updated_at=now)
 
     def record_bounces(self, *, bounced: int, sent: int, now: datetime) -> Campaign:
         """Bounces arrive after sending: refresh the counts without a status change."""

@@ -15,6 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
+from mailblast.domain.addresses import mask_addresses
 from mailblast.domain.errors import InvalidInputError, MailblastError
 from mailblast.entrypoints.send import (
     CliError,
@@ -25,7 +26,6 @@ from mailblast.entrypoints.send import (
     configure_logging,
     exit_status,
     follow,
-    mask_addresses,
     open_stores,
     report,
 )

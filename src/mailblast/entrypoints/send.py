@@ -16,7 +16,6 @@ import hashlib
 import io
 import json
 import logging
-import re
 import shutil
 import sys
 import tempfile
@@ -29,6 +28,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import attrs
 import structlog
 
+from mailblast.domain.addresses import mask_addresses
 from mailblast.domain.campaign import Campaign, CampaignStatus
 from mailblast.domain.errors import InvalidInputError, MailblastError
 from mailblast.domain.recipient import RecipientStatus
@@ -68,15 +68,6 @@ class CliError(MailblastError):
 
 
 # --- logging -------------------------------------------------------------------------------
-
-_ADDRESS = re.compile(
-    r"([A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]*@([A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+)"
-)
-
-
-def mask_addresses(text: str) -> str:
-    """``taro.sato@example.jp`` -> ``t***@example.jp``: logs never carry a whole address."""
-    return _ADDRESS.sub(r"\1***@\2", text)
 
 
 def _masked(renderer: Callable[..., str]) -> Callable[..., str]:

@@ -78,7 +78,9 @@ class RecipientRepo(Protocol):
         chunk_no: int,
         rows: Sequence[NewRecipient],
     ) -> int:
-        """Insert one chunk as ``pending``; inserting the same chunk again replaces it."""
+        """Insert one chunk as ``pending``; inserting the same chunk again replaces it.
+        A store that also holds the campaign refuses (`StaleImportError`) a chunk of an
+        import the campaign no longer waits for, atomically with the insert."""
         ...
 
     async def delete_import(self, campaign_id: uuid.UUID, import_id: uuid.UUID) -> int:
@@ -145,7 +147,9 @@ class RecipientRepo(Protocol):
         now: datetime,
         recipient_ids: Sequence[int] | None = None,
     ) -> int:
-        """Mark pending recipients (of the list, or all of the import) failed."""
+        """Mark pending recipients (of the list, or all of the import) failed with
+        ``reason``; one still claimed by an attempt gets `OUTCOME_UNKNOWN` instead, as SES
+        may be accepting it right now."""
         ...
 
     async def fail_abandoned(

@@ -36,21 +36,40 @@ async def save(deps: Deps, change: Change) -> None:
 
 
 async def carry_out(deps: Deps, commands: tuple[Command, ...]) -> None:
-    """Start and stop workflows, drop old imports."""
+    """Start and stop workflows, drop old imports.
+
+    The change is already stored, so a command that fails must not leave the campaign
+    waiting for nothing: a stop that fails is only logged (the execution it meant is
+    stale and can do nothing); an import that cannot start fails the import, so staff
+    can upload again; a send that cannot start is noted on the campaign and raised.
+    """
     for command in commands:
         match command:
             case StopWorkflow(execution_id):
-                await deps.workflows.stop(execution_id)
-                log.info("mailblast.workflow.stopped", execution_id=execution_id)
+                try:
+                    await deps.workflows.stop(execution_id)
+                except Exception:
+                    log.warning("mailblast.workflow.stop_failed", execution_id=execution_id)
+                else:
+                    log.info("mailblast.workflow.stopped", execution_id=execution_id)
             case StartImport(campaign_id, import_id, name):
-                await deps.workflows.start_import(
-                    name=name, campaign_id=campaign_id, import_id=import_id
-                )
-                log.info("mailblast.import.started", execution_id=name)
+                try:
+                    await deps.workflows.start_import(
+                        name=name, campaign_id=campaign_id, import_id=import_id
+                    )
+                except Exception as exc:
+                    log.exception("mailblast.import.start_failed", execution_id=name)
+                    await _import_not_started(deps, campaign_id, import_id, exc)
+                else:
+                    log.info("mailblast.import.started", execution_id=name)
             case StartSend(campaign_id, scheduled_at, name):
-                await deps.workflows.start_send(
-                    name=name, campaign_id=campaign_id, scheduled_at=scheduled_at
-                )
+                try:
+                    await deps.workflows.start_send(
+                        name=name, campaign_id=campaign_id, scheduled_at=scheduled_at
+                    )
+                except Exception as exc:
+                    await _send_not_started(deps, campaign_id, name, exc)
+                    raise
                 log.info(
                     "mailblast.send.scheduled",
                     execution_id=name,
@@ -58,6 +77,29 @@ async def carry_out(deps: Deps, commands: tuple[Command, ...]) -> None:
                 )
             case DeleteImport(campaign_id, import_id):
                 await drop_import(deps, campaign_id, import_id)
+
+
+async def _import_not_started(
+    deps: Deps, campaign_id: uuid.UUID, import_id: uuid.UUID, exc: Exception
+) -> None:
+    campaign = await deps.campaigns.get(campaign_id)
+    if not campaign.is_current_import(import_id):
+        return
+    reason = (
+        f"the import could not be started ({type(exc).__name__}); upload the file again to retry"
+    )
+    change = campaign.fail_import(import_id=import_id, reason=reason, now=deps.clock.now())
+    await deps.campaigns.update(change.before, change.after)
+
+
+async def _send_not_started(
+    deps: Deps, campaign_id: uuid.UUID, execution_id: str, exc: Exception
+) -> None:
+    campaign = await deps.campaigns.get(campaign_id)
+    if campaign.send_execution_id != execution_id:
+        return
+    reason = f"the send could not be scheduled ({type(exc).__name__}); edit the send time to retry"
+    await deps.campaigns.update(campaign, campaign.note_error(reason=reason, now=deps.clock.now()))
 
 
 async def drop_import(deps: Deps, campaign_id: uuid.UUID, import_id: uuid.UUID) -> None:

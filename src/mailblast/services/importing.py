@@ -212,6 +212,9 @@ async def insert_chunk(
         raise StaleImportError(campaign_id=campaign_id, import_id=import_id, expected=chunk_key)
     chunk_no = int(chunk_key.removeprefix(prefix).split(".", 1)[0])
     rows = read_chunk(await deps.blobs.get(chunk_key))
+    # again, right before writing: the campaign may have moved on while the chunk was read
+    # (the PostgreSQL store also checks inside the insert's transaction)
+    await _current(deps, campaign_id, import_id)
     inserted = await deps.recipients.insert_chunk(campaign_id, import_id, chunk_no, rows)
     log.debug("mailblast.import.chunk_inserted", chunk=chunk_no, rows=inserted)
     return inserted

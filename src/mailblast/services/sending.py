@@ -184,6 +184,13 @@ async def fail(deps: Deps, campaign_id: uuid.UUID, execution_id: str, reason: st
     if campaign.send_execution_id != execution_id:
         log.info("mailblast.send.stale_failure_ignored", execution_id=execution_id)
         return campaign
+    if campaign.status is CampaignStatus.SCHEDULED:
+        # failed before it could begin: the campaign stays scheduled (edit A reschedules
+        # it), but staff see why nothing went out
+        noted = campaign.note_error(reason=reason, now=deps.clock.now())
+        await deps.campaigns.update(campaign, noted)
+        log.error("mailblast.send.failed_before_sending", reason=reason)
+        return noted
     return await stop_campaign(deps, campaign_id, reason)
 
 
@@ -257,10 +264,12 @@ async def send_batch(deps: Deps, message: BatchMessage) -> BatchResult:
         log.warning("mailblast.batch.throttled", recipients=len(ids), error=str(exc))
         return BatchResult(retried=len(ids), unknown=claim.abandoned)
     except PermanentError as exc:
-        outcomes = failed_all(ids, f"refused: {exc}")
-        await deps.recipients.record(campaign.id, outcomes, token=token, now=now())
+        # the whole call was refused (a sender SES will not take, a broken template...):
+        # every other batch would be refused the same way, so stop the campaign
+        await deps.recipients.release(campaign.id, ids, token=token)
         log.error("mailblast.batch.refused", recipients=len(ids), error=str(exc))
-        return BatchResult(failed=len(ids), unknown=claim.abandoned)
+        await stop_campaign(deps, campaign.id, f"SES refused the send: {exc}"[:500])
+        return BatchResult(failed=len(ids), unknown=claim.abandoned, stopped=True)
     except Exception:
         # the request may have reached SES: never resend, say so
         outcomes = failed_all(ids, OUTCOME_UNKNOWN)

@@ -110,7 +110,8 @@ class InMemoryRecipientRepo:
             counts[new.status] += 1
 
     def _owned(self, campaign_id: uuid.UUID, ids: Sequence[int]) -> list[Recipient]:
-        rows = (self._rows.get(i) for i in ids)
+        # each id once, as `id = ANY(...)` touches each row once
+        rows = (self._rows.get(i) for i in dict.fromkeys(ids))
         return [r for r in rows if r is not None and r.campaign_id == campaign_id]
 
     # --- the port ----------------------------------------------------------------------
@@ -273,9 +274,11 @@ class InMemoryRecipientRepo:
         done = 0
         for row in self._owned(campaign_id, recipient_ids):
             if row.import_id == import_id and row.status is RecipientStatus.PENDING:
+                # a claimed one may be in SES's hands right now: say so, do not guess
+                error = reason if row.claim is None else OUTCOME_UNKNOWN
                 self._set(
                     row,
-                    attrs.evolve(row, status=RecipientStatus.FAILED, error=reason, updated_at=now),
+                    attrs.evolve(row, status=RecipientStatus.FAILED, error=error, updated_at=now),
                 )
                 done += 1
         return done

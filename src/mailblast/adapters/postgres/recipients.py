@@ -19,6 +19,7 @@ import asyncpg
 
 from mailblast.adapters.postgres.pool import PostgresPool
 from mailblast.domain.batching import PageRange
+from mailblast.domain.errors import StaleImportError
 from mailblast.domain.recipient import (
     OUTCOME_UNKNOWN,
     ClaimResult,
@@ -115,13 +116,24 @@ UPDATE notification_recipients SET claim_token = NULL, claimed_at = NULL
 WHERE id = ANY($2::bigint[]) AND campaign_id = $1 AND status = 'pending' AND claim_token = $3
 """
 
-_FAIL_LISTED = """
-UPDATE notification_recipients SET status = 'failed', error = $3, updated_at = $4
+# A chunk may only land while its import is the one the campaign waits for: the share
+# lock makes finalize (an UPDATE of this row) wait for an insert in flight, and an insert
+# that comes after finalize (a Map iteration retried while the first try still ran) finds
+# the campaign moved on. No row: recipients stored without a campaign (library use).
+_GUARD = """
+SELECT status = 'importing' AND pending_import_id = $2 FROM notification_campaigns
+WHERE id = $1 FOR SHARE
+"""
+
+_FAIL_LISTED = f"""
+UPDATE notification_recipients SET status = 'failed', updated_at = $4,
+    error = CASE WHEN claim_token IS NULL THEN $3 ELSE '{OUTCOME_UNKNOWN}' END
 WHERE id = ANY($5::bigint[]) AND campaign_id = $1 AND import_id = $2 AND status = 'pending'
 """
 
-_FAIL_ALL = """
-UPDATE notification_recipients SET status = 'failed', error = $3, updated_at = $4
+_FAIL_ALL = f"""
+UPDATE notification_recipients SET status = 'failed', updated_at = $4,
+    error = CASE WHEN claim_token IS NULL THEN $3 ELSE '{OUTCOME_UNKNOWN}' END
 WHERE campaign_id = $1 AND import_id = $2 AND status = 'pending'
 """
 
@@ -232,6 +244,11 @@ class PostgresRecipientRepo:
             (campaign_id, import_id, chunk_no, row.email, encode(row.attributes)) for row in rows
         )
         async with self._pool.transaction() as conn:
+            current = await conn.fetchval(_GUARD, campaign_id, import_id)
+            if current is False:
+                raise StaleImportError(
+                    campaign_id=campaign_id, import_id=import_id, expected="another import"
+                )
             attempts = await conn.fetchval(_LEDGER, campaign_id, import_id, chunk_no, len(rows))
             if attempts != 1:
                 await conn.execute(_DELETE_CHUNK, campaign_id, import_id, chunk_no)

@@ -62,6 +62,12 @@ class _FieldError(ValueError):
 def _structure_str(value: object, _: object) -> str:
     if not isinstance(value, str):
         raise _FieldError("must be a string")
+    if "\x00" in value:
+        raise _FieldError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _FieldError("must be valid Unicode text (no lone surrogates)") from None
     return value
 
 
@@ -297,7 +303,7 @@ def _limit(request: _Request, default: int) -> int:
     raw = request.query.get("limit")
     if raw is None:
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_PAGE:
         raise InvalidInputError({"limit": f"must be a whole number from 1 to {MAX_PAGE}"})
     return int(raw)
 
@@ -382,7 +388,7 @@ async def _list_recipients(deps: Deps, request: _Request) -> Response:
     after: int | None = None
     if "cursor" in request.query:
         value = _decode_cursor(request.query["cursor"])
-        if not isinstance(value, int):
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**63:
             raise InvalidInputError({"cursor": "not a cursor this API returned"})
         after = value
     if campaign.current_import_id is None:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import attrs
 import structlog
 
+from mailblast.domain.addresses import mask_addresses
 from mailblast.domain.errors import InvalidInputError
 from mailblast.domain.intake import IntakeLimits
 from mailblast.services.deps import Deps, ServiceSettings
@@ -241,6 +242,11 @@ async def build_aws_deps(settings: LambdaSettings) -> Wiring:
     return Wiring(deps=deps, close=close)
 
 
+def _mask_rendered(_logger: object, _name: str, rendered: Any) -> str:
+    # runs after the JSON renderer, so ``rendered`` is the line itself
+    return mask_addresses(str(rendered))
+
+
 def _configure_logging(level: str) -> None:
     import logging
 
@@ -256,6 +262,8 @@ def _configure_logging(level: str) -> None:
                 structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
             ),
             structlog.processors.JSONRenderer(),
+            # the last safety net: whatever an event or a traceback quotes, addresses masked
+            _mask_rendered,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping().get(level, logging.INFO)
