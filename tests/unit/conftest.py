@@ -87,7 +87,7 @@ def make_world(**settings: object) -> World:
     """A fresh world; ``settings`` override ServiceSettings fields."""
     clock = InMemoryClock(T0)
     campaigns = InMemoryCampaignRepo()
-    recipients = InMemoryRecipientRepo()
+    recipients = InMemoryRecipientRepo(campaigns=campaigns)
     blobs = InMemoryBlobStore()
     mailer = InMemoryMailer()
     queue = InMemoryBatchQueue(clock, visibility_timeout=300)

@@ -315,16 +315,6 @@ async def test_throttling_slows_the_bucket_and_fails_nobody() -> None:
     assert counts[R.SENT] == 600
 
 
-async def test_a_slow_rate_runs_fewer_workers_than_asked() -> None:
-    """At 1 message/s a worker would hold its claim too long behind three others: the
-    runtime runs one, so no claim outlives its lease while waiting for the bucket."""
-    runtime = await Shared().runtime(InMemoryClock(T0), rate=1, concurrency=8)
-    assert runtime.workers.concurrency == 1
-    ses_like = InMemoryMailer(quota=SendQuota(max_send_rate=14, max_24_hour_send=1e5))
-    at_14 = await Shared().runtime(InMemoryClock(T0), mailer=ses_like, concurrency=8)
-    assert at_14.workers.concurrency == 8
-
-
 # --- kill and resume -----------------------------------------------------------------------
 
 

@@ -494,3 +494,49 @@ async def test_a_stop_that_fails_does_not_block_the_reschedule(world: World) -> 
     assert edited.send_execution_id in world.workflows.executions
     old = campaign.send_execution_id or ""
     assert (await run_send(world.deps, campaign_id, old, poll_seconds=1)).status is S.SCHEDULED
+
+
+async def test_a_batch_waiting_for_the_rate_limiter_holds_no_claim(world: World) -> None:
+    """Pacing happens before claiming: a sender that dies while it waits for its turn
+    leaves its recipients free for the next attempt, not outcome_unknown."""
+    import asyncio
+
+    import attrs as attrs_
+
+    class Gate:
+        def __init__(self) -> None:
+            self.open = asyncio.Event()
+
+        async def acquire(self, recipients: int) -> None:
+            await self.open.wait()
+
+        def throttled(self) -> None:
+            """Nothing to slow down."""
+
+    gate = Gate()
+    deps = attrs_.evolve(world.deps, rate=gate)
+    campaign_id = await imported(world, csv_of(5))
+    campaign = await world.get(campaign_id)
+    await sending.begin(deps, campaign_id, campaign.send_execution_id or "")
+    for page in await sending.plan_pages(deps, campaign_id):
+        await sending.enqueue_page(deps, campaign_id, page)
+    (received,) = await world.queue.receive()
+    waiting = asyncio.create_task(sending.send_batch(deps, received.message))
+    await asyncio.sleep(0)
+    rows = world.recipients.all(campaign_id, campaign.current_import_id)  # type: ignore[arg-type]
+    assert all(r.claim is None for r in rows)
+    waiting.cancel()  # the process dies while waiting
+    result = await sending.send_batch(world.deps, received.message)
+    assert (result.sent, result.unknown) == (5, 0)
+
+
+async def test_a_chunk_arriving_after_the_swap_changes_nothing(world: World) -> None:
+    """A retried chunk insert that lands after finalize is refused; nobody is re-queued."""
+    campaign_id = await imported(world, csv_of(10))
+    campaign = await world.get(campaign_id)
+    import_id = campaign.current_import_id
+    assert import_id is not None
+    before = world.recipients.all(campaign_id, import_id)
+    with pytest.raises(StaleImportError):
+        await world.recipients.insert_chunk(campaign_id, import_id, 0, [])
+    assert world.recipients.all(campaign_id, import_id) == before

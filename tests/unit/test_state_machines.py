@@ -34,6 +34,7 @@ from mailblast.domain.recipient import (
     RECIPIENT_TRANSITIONS,
     RecipientEvent,
     RecipientStatus,
+    Tally,
     next_recipient_status,
 )
 
@@ -282,7 +283,7 @@ class CampaignMachine(RuleBasedStateMachine):
         self._apply(
             "complete",
             lambda: self.campaign.complete_sending(
-                sent=2, failed=1, bounced=0, pending=pending, now=T0
+                tally=Tally(sent=2, failed=1, pending=pending), now=T0
             ),
         )
         if pending:
@@ -293,7 +294,7 @@ class CampaignMachine(RuleBasedStateMachine):
         """The send workflow fails."""
         self._apply(
             "fail_send",
-            lambda: self.campaign.fail_sending(reason="x", sent=0, failed=0, bounced=0, now=T0),
+            lambda: self.campaign.fail_sending(reason="x", tally=Tally(), now=T0),
         )
 
     @invariant()

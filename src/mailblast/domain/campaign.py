@@ -23,6 +23,7 @@ from mailblast.domain.errors import (
     StaleExecutionError,
     StaleImportError,
 )
+from mailblast.domain.recipient import Tally
 from mailblast.domain.render import PLACEHOLDER
 
 __all__ = [
@@ -438,36 +439,32 @@ class Campaign:
         self._check_execution(execution_id)
         return Change(self, self._to(CampaignEvent.SEND_STARTED, now))
 
-    def complete_sending(
-        self, *, sent: int, failed: int, bounced: int, pending: int, now: datetime
-    ) -> Change:
+    def complete_sending(self, *, tally: Tally, now: datetime) -> Change:
         """Every recipient reached a terminal status: store the counts."""
-        if pending:
+        if tally.pending:
             raise InvalidTransitionError(
                 entity="campaign",
-                current=f"{self.status.value} with {pending} recipients pending",
+                current=f"{self.status.value} with {tally.pending} recipients pending",
                 event=CampaignEvent.SEND_COMPLETED.value,
             )
         after = self._to(
             CampaignEvent.SEND_COMPLETED,
             now,
-            sent_count=sent,
-            failed_count=failed,
-            bounced_count=bounced,
+            sent_count=tally.sent,
+            failed_count=tally.failed,
+            bounced_count=tally.bounced,
         )
         return Change(self, after)
 
-    def fail_sending(
-        self, *, reason: str, sent: int, failed: int, bounced: int, now: datetime
-    ) -> Change:
+    def fail_sending(self, *, reason: str, tally: Tally, now: datetime) -> Change:
         """The send workflow itself failed (not: some recipients failed)."""
         after = self._to(
             CampaignEvent.SEND_FAILED,
             now,
             last_error=reason,
-            sent_count=sent,
-            failed_count=failed,
-            bounced_count=bounced,
+            sent_count=tally.sent,
+            failed_count=tally.failed,
+            bounced_count=tally.bounced,
         )
         return Change(self, after)
 

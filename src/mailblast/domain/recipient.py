@@ -144,3 +144,28 @@ class ClaimResult:
 
 
 __all__ += ["ClaimResult", "NewRecipient", "SendOutcome"]
+
+
+@attrs.frozen(kw_only=True)
+class Tally:
+    """A campaign's counts from the recipients table. A bounced recipient was sent first,
+    so ``sent`` includes ``bounced``."""
+
+    sent: int = 0
+    failed: int = 0
+    bounced: int = 0
+    pending: int = 0
+
+    @classmethod
+    def of(cls, counts: Mapping[RecipientStatus, int]) -> Tally:
+        """From `RecipientRepo.count_by_status`."""
+        bounced = counts.get(RecipientStatus.BOUNCED, 0)
+        return cls(
+            sent=counts.get(RecipientStatus.SENT, 0) + bounced,
+            failed=counts.get(RecipientStatus.FAILED, 0),
+            bounced=bounced,
+            pending=counts.get(RecipientStatus.PENDING, 0),
+        )
+
+
+__all__ += ["Tally"]

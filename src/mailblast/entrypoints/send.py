@@ -130,7 +130,9 @@ async def open_stores(dsn: str | None, *, migrate: bool, pool_size: int = 10) ->
     if dsn is None:
         from mailblast.adapters.memory import InMemoryCampaignRepo, InMemoryRecipientRepo
 
-        return Stores(InMemoryCampaignRepo(), InMemoryRecipientRepo(), _nothing, "memory")
+        campaigns = InMemoryCampaignRepo()
+        recipients = InMemoryRecipientRepo(campaigns=campaigns)
+        return Stores(campaigns, recipients, _nothing, "memory")
     try:
         from mailblast.adapters.postgres import (
             PostgresCampaignRepo,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import datetime
 
 import structlog
 
@@ -66,9 +67,9 @@ async def _split_and_insert(
         raise exc.exceptions[0] from exc
 
 
-async def wait_until(deps: Deps, campaign: Campaign) -> None:
-    """Sleep on the clock until ``scheduled_at`` (a time in the past means now)."""
-    delay = (campaign.scheduled_at - deps.clock.now()).total_seconds()
+async def wait_until(deps: Deps, when: datetime) -> None:
+    """Sleep on the clock until ``when`` (a time in the past means now)."""
+    delay = (when - deps.clock.now()).total_seconds()
     if delay > 0:
         await deps.clock.sleep(delay)
 
@@ -85,7 +86,7 @@ async def run_send(
     -> finalize. A stale execution sends nothing; a failure stops the campaign."""
     campaign = await deps.campaigns.get(campaign_id)
     if wait:
-        await wait_until(deps, campaign)
+        await wait_until(deps, campaign.scheduled_at)
     try:
         campaign = await sending.begin(deps, campaign_id, execution_id)
         for page in await sending.plan_pages(deps, campaign_id):

@@ -16,7 +16,7 @@ import attrs
 import structlog
 
 from mailblast.domain.campaign import Campaign
-from mailblast.domain.errors import CsvFileError, StaleImportError
+from mailblast.domain.errors import BlobNotFoundError, CsvFileError, StaleImportError
 from mailblast.domain.intake import AcceptedRow, CsvIntake, RejectedRow
 from mailblast.domain.recipient import NewRecipient
 from mailblast.services._commands import (
@@ -211,7 +211,13 @@ async def insert_chunk(
     if not chunk_key.startswith(prefix):
         raise StaleImportError(campaign_id=campaign_id, import_id=import_id, expected=chunk_key)
     chunk_no = int(chunk_key.removeprefix(prefix).split(".", 1)[0])
-    rows = read_chunk(await deps.blobs.get(chunk_key))
+    try:
+        data = await deps.blobs.get(chunk_key)
+    except BlobNotFoundError:
+        # a failed or replaced import's chunks are removed with it: that is stale, not lost
+        await _current(deps, campaign_id, import_id)
+        raise
+    rows = read_chunk(data)
     # again, right before writing: the campaign may have moved on while the chunk was read
     # (the PostgreSQL store also checks inside the insert's transaction)
     await _current(deps, campaign_id, import_id)

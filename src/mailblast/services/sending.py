@@ -30,7 +30,7 @@ from mailblast.domain.errors import (
     StaleExecutionError,
 )
 from mailblast.domain.messages import BulkEmail, Destination
-from mailblast.domain.recipient import OUTCOME_UNKNOWN, Recipient, RecipientStatus
+from mailblast.domain.recipient import OUTCOME_UNKNOWN, Recipient, RecipientStatus, Tally
 from mailblast.domain.ses import failed_all, settle
 from mailblast.services.deps import Deps
 
@@ -133,13 +133,7 @@ async def finalize(deps: Deps, campaign_id: uuid.UUID) -> Campaign:
     if campaign.status is not CampaignStatus.SENDING or campaign.current_import_id is None:
         return campaign  # completed or stopped already
     counts = await deps.recipients.count_by_status(campaign_id, campaign.current_import_id)
-    change = campaign.complete_sending(
-        sent=counts[RecipientStatus.SENT] + counts[RecipientStatus.BOUNCED],
-        failed=counts[RecipientStatus.FAILED],
-        bounced=counts[RecipientStatus.BOUNCED],
-        pending=counts[RecipientStatus.PENDING],
-        now=deps.clock.now(),
-    )
+    change = campaign.complete_sending(tally=Tally.of(counts), now=deps.clock.now())
     await deps.campaigns.update(change.before, change.after)
     log.info(
         "mailblast.send.completed",
@@ -162,13 +156,7 @@ async def stop_campaign(deps: Deps, campaign_id: uuid.UUID, reason: str) -> Camp
             campaign_id, campaign.current_import_id, reason=f"campaign stopped: {reason}", now=now
         )
         counts = await deps.recipients.count_by_status(campaign_id, campaign.current_import_id)
-        change = campaign.fail_sending(
-            reason=reason,
-            sent=counts[RecipientStatus.SENT] + counts[RecipientStatus.BOUNCED],
-            failed=counts[RecipientStatus.FAILED],
-            bounced=counts[RecipientStatus.BOUNCED],
-            now=now,
-        )
+        change = campaign.fail_sending(reason=reason, tally=Tally.of(counts), now=now)
         try:
             await deps.campaigns.update(change.before, change.after)
         except ConcurrentUpdateError:

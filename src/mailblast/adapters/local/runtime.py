@@ -26,7 +26,6 @@ import structlog
 
 from mailblast.adapters.local.rate import TokenBucket
 from mailblast.adapters.local.workers import QueueWorkers
-from mailblast.domain.batching import MAX_BATCH
 from mailblast.domain.campaign import Campaign, CampaignStatus
 from mailblast.domain.errors import MailblastError
 from mailblast.ports import (
@@ -169,9 +168,7 @@ class LocalWorkflowEngine:
 
     async def _send(self, name: str, campaign_id: uuid.UUID, scheduled_at: datetime) -> None:
         deps = self.deps
-        delay = (scheduled_at - deps.clock.now()).total_seconds()
-        if delay > 0:
-            await deps.clock.sleep(delay)
+        await flows.wait_until(deps, scheduled_at)
         await flows.run_send(deps, campaign_id, name, poll_seconds=self.poll_seconds, wait=False)
 
     async def stop(self, execution_id: str) -> None:
@@ -314,12 +311,6 @@ class LocalRuntime:
         belongs to a dead attempt anyway)."""
         settings = settings or ServiceSettings()
         limiter = rate_limiter or await rate_limiter_for(mailer, clock=clock, rate=rate)
-        if isinstance(limiter, TokenBucket):
-            # A worker waits for the bucket while holding its claim: keep the longest
-            # wait (every worker ahead in line spending a whole batch) well inside the
-            # lease, or a slow queue would look like a dead attempt.
-            fits = int(limiter.target_rate * settings.claim_lease_seconds / (4 * MAX_BATCH))
-            concurrency = max(1, min(concurrency, fits))
         engine = LocalWorkflowEngine(poll_seconds=poll_seconds)
         deps = Deps(
             campaigns=campaigns,

@@ -13,7 +13,11 @@ import attrs
 
 from mailblast.domain.batching import PageRange
 from mailblast.domain.campaign import Campaign, CampaignStatus
-from mailblast.domain.errors import CampaignNotFoundError, ConcurrentUpdateError
+from mailblast.domain.errors import (
+    CampaignNotFoundError,
+    ConcurrentUpdateError,
+    StaleImportError,
+)
 from mailblast.domain.recipient import (
     OUTCOME_UNKNOWN,
     ClaimResult,
@@ -85,7 +89,10 @@ class _Import:
 class InMemoryRecipientRepo:
     """Recipients by id with per-import indexes and running status counts."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, campaigns: InMemoryCampaignRepo | None = None) -> None:
+        # given the campaigns, a chunk of an import the campaign no longer waits for is
+        # refused atomically with the insert, as the PostgreSQL store does
+        self._campaigns = campaigns
         self._rows: dict[int, Recipient] = {}
         self._imports: dict[tuple[uuid.UUID, uuid.UUID], _Import] = {}
         self._ids = itertools.count(1)
@@ -124,6 +131,11 @@ class InMemoryRecipientRepo:
         rows: Sequence[NewRecipient],
     ) -> int:
         """Insert one chunk as pending; a chunk inserted again replaces the first copy."""
+        campaign = self._campaigns._rows.get(campaign_id) if self._campaigns else None
+        if campaign is not None and not campaign.is_current_import(import_id):
+            raise StaleImportError(
+                campaign_id=campaign_id, import_id=import_id, expected=campaign.pending_import_id
+            )
         imp = self._import(campaign_id, import_id)
         old = imp.chunks.pop(chunk_no, [])
         if old:

@@ -34,7 +34,7 @@ from mailblast.domain.errors import (
     InvalidTransitionError,
     NotFoundError,
 )
-from mailblast.domain.recipient import Recipient, RecipientStatus
+from mailblast.domain.recipient import Recipient, RecipientStatus, Tally
 from mailblast.entrypoints.aws.compose import LambdaContext, invoke
 from mailblast.services import campaigns, importing
 from mailblast.services.campaigns import CampaignEdit, NewCampaign
@@ -162,10 +162,8 @@ def _campaign_view(
 ) -> dict[str, Any]:
     total = campaign.total_count
     if counts is not None:
-        sent = counts[RecipientStatus.SENT] + counts[RecipientStatus.BOUNCED]
-        failed = counts[RecipientStatus.FAILED]
-        bounced = counts[RecipientStatus.BOUNCED]
-        pending = counts[RecipientStatus.PENDING]
+        tally = Tally.of(counts)
+        sent, failed, bounced, pending = tally.sent, tally.failed, tally.bounced, tally.pending
     else:
         sent, failed, bounced = campaign.sent_count, campaign.failed_count, campaign.bounced_count
         pending = max(0, total - sent - failed)
