@@ -6,6 +6,8 @@ import enum
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
+from types import MappingProxyType
+from typing import NamedTuple
 
 import attrs
 
@@ -108,12 +110,18 @@ class Recipient:
     updated_at: datetime | None = None
 
 
-@attrs.frozen
-class NewRecipient:
-    """A validated row on its way into an import: the address and its merge fields."""
+class NewRecipient(NamedTuple):
+    """A validated row on its way into an import: the address and its merge fields.
 
-    email: str = attrs.field(repr=_mask)
-    attributes: Mapping[str, str] = attrs.field(factory=dict, repr=False)
+    A named tuple rather than an attrs class: an import builds one per row (200,000 at a
+    time), and a tuple is built several times faster; it is as immutable.
+    """
+
+    email: str
+    attributes: Mapping[str, str] = MappingProxyType({})
+
+    def __repr__(self) -> str:
+        return f"NewRecipient(email={_mask(self.email)!r}, attributes=...)"
 
 
 @attrs.frozen(kw_only=True)

@@ -79,7 +79,7 @@ def _encode_chunk(rows: Sequence[AcceptedRow]) -> bytes:
 
 def read_chunk(data: bytes) -> list[NewRecipient]:
     """Decode a chunk written by `split`."""
-    return [NewRecipient(email, fields) for email, fields in json.loads(data)]
+    return list(map(NewRecipient._make, json.loads(data)))
 
 
 def _encode_report(rows: Sequence[RejectedRow], *, header: bool) -> bytes:
