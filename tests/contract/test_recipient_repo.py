@@ -267,3 +267,27 @@ async def test_a_repeated_id_is_handled_once(recipient_repo: Any) -> None:
         F: 1,
         RecipientStatus.BOUNCED: 0,
     }
+
+
+async def test_an_encoded_chunk_stores_exactly_what_insert_chunk_stores(
+    recipient_repo: Any,
+) -> None:
+    """The split step's chunk format round-trips every awkward value the CSV may hold."""
+    from mailblast.domain.chunks import encode_chunk
+    from mailblast.domain.recipient import NewRecipient
+
+    rows = [
+        NewRecipient(
+            "a@example.com", {"名前": '山田 "太郎"', "note": "line\nbreak, \\x", "k{}": "{0}"}
+        ),
+        NewRecipient("b@example.jp", {}),
+        NewRecipient("c@xn--r8jz45g.jp", {"emoji": "é😀\t", "empty": ""}),
+    ]
+    n = await recipient_repo.insert_encoded_chunk(C, I1, 0, encode_chunk(rows))
+    assert n == 3
+    got = await recipient_repo.list_page(C, I1, limit=10)
+    assert [(r.email, dict(r.attributes)) for r in got] == [(e, dict(a)) for e, a in rows]
+    # the same chunk again replaces it, like insert_chunk
+    await recipient_repo.insert_encoded_chunk(C, I1, 0, encode_chunk(rows))
+    assert (await recipient_repo.count_by_status(C, I1))[P] == 3
+    assert await recipient_repo.insert_encoded_chunk(C, I1, 1, b"") == 0

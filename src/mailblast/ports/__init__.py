@@ -83,6 +83,13 @@ class RecipientRepo(Protocol):
         import the campaign no longer waits for, atomically with the insert."""
         ...
 
+    async def insert_encoded_chunk(
+        self, campaign_id: uuid.UUID, import_id: uuid.UUID, chunk_no: int, data: bytes
+    ) -> int:
+        """`insert_chunk` for a chunk as `mailblast.domain.chunks` encodes it (what the
+        split step writes): a database may COPY it without decoding it row by row."""
+        ...
+
     async def delete_import(self, campaign_id: uuid.UUID, import_id: uuid.UUID) -> int:
         """Remove every recipient of one import; returns how many."""
         ...

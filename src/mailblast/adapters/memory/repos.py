@@ -13,6 +13,7 @@ import attrs
 
 from mailblast.domain.batching import PageRange
 from mailblast.domain.campaign import Campaign, CampaignStatus
+from mailblast.domain.chunks import decode_chunk
 from mailblast.domain.errors import (
     CampaignNotFoundError,
     ConcurrentUpdateError,
@@ -158,6 +159,12 @@ class InMemoryRecipientRepo:
         imp.chunks[chunk_no] = ids
         imp.counts[RecipientStatus.PENDING] += len(ids)
         return len(ids)
+
+    async def insert_encoded_chunk(
+        self, campaign_id: uuid.UUID, import_id: uuid.UUID, chunk_no: int, data: bytes
+    ) -> int:
+        """Decode the chunk and insert it."""
+        return await self.insert_chunk(campaign_id, import_id, chunk_no, decode_chunk(data))
 
     async def delete_import(self, campaign_id: uuid.UUID, import_id: uuid.UUID) -> int:
         """Remove every recipient of one import."""
