@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
+from mailblast.adapters.memory import InMemoryMailer
 from mailblast.domain.campaign import Campaign, MessageContent
+from mailblast.domain.messages import BulkEmail, DeliveryReport
 from mailblast.domain.recipient import NewRecipient
+from mailblast.ports import SendQuota
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
@@ -37,3 +41,31 @@ def people(n: int, *, start: int = 0, domain: str = "example.com") -> list[NewRe
     return [
         NewRecipient(f"user{i}@{domain}", {"name": f"User {i}"}) for i in range(start, start + n)
     ]
+
+
+class DyingMailer:
+    """Sends through the shared record; after ``healthy`` calls each call sends and then
+    never returns, as if the process died between SES accepting and the record."""
+
+    def __init__(self, record: InMemoryMailer, *, healthy: int, dying: int) -> None:
+        self.record = record
+        self.healthy = healthy
+        self.dying = dying
+        self.calls = 0
+        self.hung = 0
+        self.all_hung = asyncio.Event()
+
+    async def send_bulk(self, email: BulkEmail) -> list[DeliveryReport]:
+        """Send; maybe hang forever afterwards."""
+        reports = await self.record.send_bulk(email)
+        self.calls += 1
+        if self.calls > self.healthy:
+            self.hung += 1
+            if self.hung >= self.dying:
+                self.all_hung.set()
+            await asyncio.Event().wait()  # the process is gone
+        return reports
+
+    async def quota(self) -> SendQuota | None:
+        """No quota."""
+        return None

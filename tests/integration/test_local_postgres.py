@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from backends.postgres import pg_dsn, pg_pool, pg_server  # noqa: F401 - fixtures
+from factories import DyingMailer
 from mailblast.adapters.local import LocalRuntime
 from mailblast.adapters.memory import (
     InMemoryBatchQueue,
@@ -24,44 +25,15 @@ from mailblast.adapters.memory import (
 )
 from mailblast.adapters.postgres import PostgresCampaignRepo, PostgresPool, PostgresRecipientRepo
 from mailblast.domain.campaign import CampaignStatus
-from mailblast.domain.messages import BulkEmail, DeliveryReport
 from mailblast.domain.recipient import OUTCOME_UNKNOWN, RecipientStatus
 from mailblast.entrypoints.send import parse_send_request, run_send
-from mailblast.ports import Mailer, SendQuota
+from mailblast.ports import Mailer
 from mailblast.services.campaigns import NewCampaign, register
 from mailblast.services.deps import ServiceSettings
 
 pytestmark = pytest.mark.integration
 
 R = RecipientStatus
-
-
-class DyingMailer:
-    """Sends through the shared record; after ``healthy`` calls each call sends and then
-    never returns, as if the process died between SES accepting and the record."""
-
-    def __init__(self, record: InMemoryMailer, *, healthy: int, dying: int) -> None:
-        self.record = record
-        self.healthy = healthy
-        self.dying = dying
-        self.calls = 0
-        self.hung = 0
-        self.all_hung = asyncio.Event()
-
-    async def send_bulk(self, email: BulkEmail) -> list[DeliveryReport]:
-        """Send; maybe hang forever afterwards."""
-        reports = await self.record.send_bulk(email)
-        self.calls += 1
-        if self.calls > self.healthy:
-            self.hung += 1
-            if self.hung >= self.dying:
-                self.all_hung.set()
-            await asyncio.Event().wait()  # the process is gone
-        return reports
-
-    async def quota(self) -> SendQuota | None:
-        """No quota."""
-        return None
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import attrs
 import pytest
 
 from contract import test_workflow_engine as contract
-from factories import T0
+from factories import T0, DyingMailer
 from mailblast.adapters.local import (
     ExecutionAlreadyExistsError,
     LocalRuntime,
@@ -33,9 +33,9 @@ from mailblast.adapters.memory import (
 )
 from mailblast.domain.campaign import Campaign, CampaignStatus, MessageContent
 from mailblast.domain.errors import TransientError
-from mailblast.domain.messages import BulkEmail, DeliveryReport, Destination
+from mailblast.domain.messages import BulkEmail, Destination
 from mailblast.domain.recipient import OUTCOME_UNKNOWN, ClaimResult, RecipientStatus
-from mailblast.ports import ExecutionStatus, Mailer, SendQuota
+from mailblast.ports import ExecutionStatus, Mailer
 from mailblast.services.campaigns import CampaignEdit, NewCampaign, edit, register
 from mailblast.services.deps import Deps, ServiceSettings
 
@@ -316,34 +316,6 @@ async def test_throttling_slows_the_bucket_and_fails_nobody() -> None:
 
 
 # --- kill and resume -----------------------------------------------------------------------
-
-
-class DyingMailer:
-    """Sends through the shared record; after ``healthy`` calls each call sends and then
-    never returns, as if the process died between SES accepting and the record."""
-
-    def __init__(self, record: InMemoryMailer, *, healthy: int, dying: int) -> None:
-        self.record = record
-        self.healthy = healthy
-        self.dying = dying
-        self.calls = 0
-        self.hung = 0
-        self.all_hung = asyncio.Event()
-
-    async def send_bulk(self, email: BulkEmail) -> list[DeliveryReport]:
-        """Send; maybe hang forever afterwards."""
-        reports = await self.record.send_bulk(email)
-        self.calls += 1
-        if self.calls > self.healthy:
-            self.hung += 1
-            if self.hung >= self.dying:
-                self.all_hung.set()
-            await asyncio.Event().wait()  # the process is gone
-        return reports
-
-    async def quota(self) -> SendQuota | None:
-        """No quota."""
-        return None
 
 
 async def test_killed_in_the_middle_of_sending_resumes_without_sending_anyone_twice() -> None:

@@ -15,10 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
-from mailblast.domain.addresses import mask_addresses
-from mailblast.domain.errors import InvalidInputError, MailblastError
 from mailblast.entrypoints.send import (
-    CliError,
     CountingBlobStore,
     Progress,
     RunSummary,
@@ -26,6 +23,7 @@ from mailblast.entrypoints.send import (
     configure_logging,
     exit_status,
     follow,
+    guarded,
     open_stores,
     report,
 )
@@ -162,7 +160,8 @@ def main_demo(args: Any, *, out: TextIO | None = None, err: TextIO | None = None
     if problem:
         print(f"error: {problem}", file=err)
         return 2
-    try:
+
+    def go() -> int:
         summary = asyncio.run(
             run_demo(
                 recipients=args.recipients,
@@ -175,16 +174,9 @@ def main_demo(args: Any, *, out: TextIO | None = None, err: TextIO | None = None
                 err=err,
             )
         )
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=err)
-        return 130
-    except (CliError, InvalidInputError) as exc:
-        print(f"error: {exc}", file=err)
-        return 2
-    except MailblastError as exc:
-        print(f"error: {type(exc).__name__}: {mask_addresses(str(exc))}", file=err)
-        return 2
-    if not summary.consistent:
-        print("error: the campaign's counts do not add up to the recipients'", file=err)
-        return 1
-    return exit_status(summary)
+        if not summary.consistent:
+            print("error: the campaign's counts do not add up to the recipients'", file=err)
+            return 1
+        return exit_status(summary)
+
+    return guarded(go, err=err)

@@ -802,11 +802,21 @@ def main_send(args: Any, *, out: TextIO | None = None, err: TextIO | None = None
     out = out or sys.stdout
     err = err or sys.stderr
     configure_logging(json_logs=args.log_json, verbose=args.verbose, stream=err)
-    try:
+
+    def go() -> int:
         request = parse_send_request(args)
         return asyncio.run(run_send(request, out=out, err=err, as_json=args.json))
+
+    return guarded(go, err=err, interrupted="interrupted: run the same command again to resume")
+
+
+def guarded(run: Callable[[], int], *, err: TextIO, interrupted: str = "interrupted") -> int:
+    """Run a command body: a problem is one line on ``err`` and an exit status (2 for
+    bad input, 130 for Ctrl-C), never a traceback; addresses in messages are masked."""
+    try:
+        return run()
     except KeyboardInterrupt:
-        print("\ninterrupted: run the same command again to resume", file=err)
+        print(f"\n{interrupted}", file=err)
         return 130
     except (CliError, InvalidInputError) as exc:
         print(f"error: {exc}", file=err)
