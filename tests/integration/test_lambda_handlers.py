@@ -410,6 +410,9 @@ def test_a_campaign_goes_through_every_step_handler_to_completed(fakes: Fakes) -
     queued = sum(steps.send_enqueue_page({**send, "page": p}, CONTEXT)["queued"] for p in pages)
     assert queued == 10
     assert steps.send_count_pending(send, CONTEXT) == {"pending": 10, "wait_seconds": 7}
+    # nothing moved since the last count: the workflow waits longer, not forever at 7 s
+    stalled = {**send, "previous_pending": 10, "previous_wait_seconds": 7}
+    assert steps.send_count_pending(stalled, CONTEXT) == {"pending": 10, "wait_seconds": 14}
     got = body_of(api.handler(api_event("GET", f"/campaigns/{campaign_id}"), CONTEXT))
     assert got["status"] == "sending"
     assert got["pending_count"] == 10

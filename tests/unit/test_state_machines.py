@@ -365,3 +365,16 @@ class RecipientMachine(RuleBasedStateMachine):
 
 
 TestRecipientMachine = RecipientMachine.TestCase
+
+
+def test_the_send_poll_backs_off_only_while_nothing_moves() -> None:
+    """Progress keeps the base wait; a stall doubles it up to the cap, then progress resets."""
+    from mailblast.domain.batching import poll_wait_seconds
+
+    waits = []
+    previous, wait = -1, 0.0
+    for pending in [100, 60, 60, 60, 60, 60, 60, 60, 10, 0]:
+        wait = poll_wait_seconds(pending, previous, wait, base=60, cap=900)
+        waits.append(wait)
+        previous = pending
+    assert waits == [60, 60, 120, 240, 480, 900, 900, 900, 60, 60]

@@ -95,4 +95,15 @@ def retry_delay_seconds(retries: int, *, base: float = 2.0, cap: float = 900.0) 
     return int(min(cap, base * (2 ** min(retries, 16))))
 
 
-__all__ += ["retry_delay_seconds"]
+def poll_wait_seconds(
+    pending: int, previous_pending: int, previous_wait: float, *, base: float, cap: float = 900.0
+) -> float:
+    """How long the send workflow waits before counting again: ``base`` while recipients
+    move, doubling (up to ``cap``) while nothing does, as when a daily quota is spent. A
+    Step Functions execution holds at most 25,000 history events, about 10 per turn."""
+    if pending != previous_pending or previous_wait <= 0:
+        return base
+    return min(cap, max(base, previous_wait * 2))
+
+
+__all__ += ["poll_wait_seconds", "retry_delay_seconds"]

@@ -16,7 +16,7 @@ from typing import Any
 
 import cattrs
 
-from mailblast.domain.batching import PageRange
+from mailblast.domain.batching import PageRange, poll_wait_seconds
 from mailblast.domain.errors import InvalidInputError
 from mailblast.entrypoints.aws.compose import LambdaContext, container, invoke
 from mailblast.ports.codec import error_paths
@@ -219,11 +219,16 @@ def send_count_pending(event: Event, context: LambdaContext | None = None) -> di
     """Recipients still pending and how long to wait before counting again;
     ``{pending, wait_seconds}``."""
     campaign_id = _uuid(event, "campaign_id")
-    wait_seconds = container().settings.poll_seconds
+    base = container().settings.poll_seconds
+    previous_pending = event.get("previous_pending", -1)
+    previous_wait = event.get("previous_wait_seconds", 0)
+    if not isinstance(previous_pending, int) or not isinstance(previous_wait, int | float):
+        raise InvalidInputError({"previous_pending": "must be a number"})
 
     async def work(deps: Deps) -> dict[str, Any]:
         pending = await sending.count_pending(deps, campaign_id)
-        return {"pending": pending, "wait_seconds": wait_seconds}
+        wait = poll_wait_seconds(pending, previous_pending, previous_wait, base=base)
+        return {"pending": pending, "wait_seconds": int(wait)}
 
     return invoke(work, function="send_count_pending", context=context, **_bind(event))
 
