@@ -5,12 +5,22 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from mailblast.adapters.memory import InMemoryMailer
+from mailblast.adapters.memory import (
+    InMemoryBatchQueue,
+    InMemoryBlobStore,
+    InMemoryCampaignRepo,
+    InMemoryClock,
+    InMemoryMailer,
+    InMemoryRecipientRepo,
+    InMemoryWorkflowEngine,
+)
 from mailblast.domain.campaign import Campaign, MessageContent
 from mailblast.domain.messages import BulkEmail, DeliveryReport
 from mailblast.domain.recipient import NewRecipient
 from mailblast.ports import SendQuota
+from mailblast.services import Deps, ServiceSettings
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
@@ -69,3 +79,25 @@ class DyingMailer:
     async def quota(self) -> SendQuota | None:
         """No quota."""
         return None
+
+
+PORTS = ("campaigns", "recipients", "blobs", "mailer", "queue", "workflows", "clock")
+
+
+def fake_deps(*, campaigns: Any = None, recipients: Any = None, **settings: Any) -> Deps:
+    """Deps on fresh in-memory fakes (clock at `T0`); ``campaigns`` and ``recipients``
+    replace the repositories, ``settings`` override `ServiceSettings` fields."""
+    clock = InMemoryClock(T0)
+    if campaigns is None:
+        campaigns = InMemoryCampaignRepo()
+        recipients = recipients or InMemoryRecipientRepo(campaigns=campaigns)
+    return Deps(
+        campaigns=campaigns,
+        recipients=recipients if recipients is not None else InMemoryRecipientRepo(),
+        blobs=InMemoryBlobStore(),
+        mailer=InMemoryMailer(),
+        queue=InMemoryBatchQueue(clock, visibility_timeout=300),
+        workflows=InMemoryWorkflowEngine(),
+        clock=clock,
+        settings=ServiceSettings(**settings),
+    )

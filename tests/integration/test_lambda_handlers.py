@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import attrs
 import pytest
 
-from factories import T0
+from factories import PORTS, T0, fake_deps
 from mailblast.adapters.memory import (
     InMemoryBatchQueue,
     InMemoryBlobStore,
@@ -35,7 +35,7 @@ from mailblast.domain.recipient import RecipientStatus
 from mailblast.entrypoints.aws import api, compose, dlq, sender, steps
 from mailblast.ports import ExecutionStatus
 from mailblast.ports.codec import encode_batch
-from mailblast.services import Deps, ServiceSettings
+from mailblast.services import Deps
 
 pytestmark = pytest.mark.integration
 
@@ -164,24 +164,12 @@ class Fakes:
                 self.run(lambda _, r=received: self.queue.ack(r))  # type: ignore[misc]
 
 
-_PORTS = ("campaigns", "recipients", "blobs", "mailer", "queue", "workflows")
-
-
 @pytest.fixture
 def fakes() -> Iterator[Fakes]:
     """The handlers wired to fresh fakes (chunks of 3 rows, pages of 4 recipients)."""
-    clock = InMemoryClock(T0)
-    deps = Deps(
-        campaigns=InMemoryCampaignRepo(),
-        recipients=InMemoryRecipientRepo(),
-        blobs=InMemoryBlobStore(),
-        mailer=InMemoryMailer(),
-        queue=InMemoryBatchQueue(clock, visibility_timeout=300),
-        workflows=InMemoryWorkflowEngine(),
-        clock=clock,
-        settings=ServiceSettings(chunk_rows=3, page_size=4),
-    )
-    made = Fakes(deps, *(getattr(deps, name) for name in _PORTS), clock)
+    # plain repositories: the handlers' tests drive late steps on purpose
+    deps = fake_deps(recipients=InMemoryRecipientRepo(), chunk_rows=3, page_size=4)
+    made = Fakes(deps, *(getattr(deps, port) for port in PORTS))
 
     async def factory(_: compose.LambdaSettings) -> compose.Wiring:
         return compose.Wiring(deps=deps)

@@ -18,7 +18,7 @@ from typing import Any
 import attrs
 import pytest
 
-from factories import T0
+from factories import PORTS, fake_deps
 from mailblast.adapters.memory import (
     InMemoryBatchQueue,
     InMemoryBlobStore,
@@ -31,7 +31,7 @@ from mailblast.domain.campaign import Campaign, CampaignStatus
 from mailblast.domain.errors import ConcurrentUpdateError
 from mailblast.domain.recipient import RecipientStatus
 from mailblast.ports import ExecutionStatus
-from mailblast.services import Deps, ServiceSettings, importing, sending
+from mailblast.services import Deps, importing, sending
 from mailblast.services.campaigns import CampaignEdit, NewCampaign, edit, register
 from mailblast.services.flows import run_import
 
@@ -147,24 +147,13 @@ class World:
 @pytest.fixture
 def world(pg_pool: PostgresPool) -> World:
     """A mailblast whose repositories are PostgreSQL, on clean tables."""
-    clock = InMemoryClock(T0)
-    campaigns = GatedCampaigns(PostgresCampaignRepo(pg_pool))
-    recipients = PostgresRecipientRepo(pg_pool)
-    blobs = InMemoryBlobStore()
-    mailer = InMemoryMailer()
-    queue = InMemoryBatchQueue(clock, visibility_timeout=300)
-    workflows = InMemoryWorkflowEngine()
-    deps = Deps(
-        campaigns=campaigns,
-        recipients=recipients,
-        blobs=blobs,
-        mailer=mailer,
-        queue=queue,
-        workflows=workflows,
-        clock=clock,
-        settings=ServiceSettings(chunk_rows=7, page_size=10),
+    deps = fake_deps(
+        campaigns=GatedCampaigns(PostgresCampaignRepo(pg_pool)),
+        recipients=PostgresRecipientRepo(pg_pool),
+        chunk_rows=7,
+        page_size=10,
     )
-    return World(deps, campaigns, recipients, blobs, mailer, queue, workflows, clock)
+    return World(deps, *(getattr(deps, port) for port in PORTS))
 
 
 def addresses(n: int, tag: str) -> list[str]:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
+from typing import Any
 
 import attrs
 import pytest
 
-from factories import T0
+from factories import PORTS, fake_deps
 from mailblast.adapters.memory import (
     InMemoryBatchQueue,
     InMemoryBlobStore,
@@ -19,7 +20,7 @@ from mailblast.adapters.memory import (
     InMemoryWorkflowEngine,
 )
 from mailblast.domain.campaign import Campaign
-from mailblast.services import Deps, ServiceSettings, sending
+from mailblast.services import Deps, sending
 from mailblast.services.campaigns import NewCampaign, register
 
 
@@ -83,26 +84,10 @@ class World:
         return await self.campaigns.get(campaign_id)
 
 
-def make_world(**settings: object) -> World:
+def make_world(**settings: Any) -> World:
     """A fresh world; ``settings`` override ServiceSettings fields."""
-    clock = InMemoryClock(T0)
-    campaigns = InMemoryCampaignRepo()
-    recipients = InMemoryRecipientRepo(campaigns=campaigns)
-    blobs = InMemoryBlobStore()
-    mailer = InMemoryMailer()
-    queue = InMemoryBatchQueue(clock, visibility_timeout=300)
-    workflows = InMemoryWorkflowEngine()
-    deps = Deps(
-        campaigns=campaigns,
-        recipients=recipients,
-        blobs=blobs,
-        mailer=mailer,
-        queue=queue,
-        workflows=workflows,
-        clock=clock,
-        settings=ServiceSettings(**settings),  # type: ignore[arg-type]
-    )
-    return World(deps, campaigns, recipients, blobs, mailer, queue, workflows, clock)
+    deps = fake_deps(**settings)
+    return World(deps, *(getattr(deps, port) for port in PORTS))
 
 
 @pytest.fixture
