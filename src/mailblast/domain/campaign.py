@@ -471,13 +471,3 @@ class Campaign:
     def note_error(self, *, reason: str, now: datetime) -> Campaign:
         """Keep why a workflow failed without changing the status."""
         return attrs.evolve(self, last_error=reason, version=self.version + 1, updated_at=now)
-
-    def record_bounces(self, *, bounced: int, sent: int, now: datetime) -> Campaign:
-        """Bounces arrive after sending: refresh the counts without a status change."""
-        return attrs.evolve(
-            self,
-            bounced_count=bounced,
-            sent_count=sent,
-            version=self.version + 1,
-            updated_at=now,
-        )

@@ -19,11 +19,11 @@ from mailblast.entrypoints.send import (
     CountingBlobStore,
     Progress,
     RunSummary,
-    TimedCampaignRepo,
     configure_logging,
     exit_status,
     follow,
     guarded,
+    open_runtime,
     open_stores,
     report,
 )
@@ -57,16 +57,13 @@ async def run_demo(
 ) -> RunSummary:
     """Generate ``recipients`` rows, register and run the campaign to its end; print
     the JSON object (``as_json``) or the summary table to ``out``; return the summary."""
-    from mailblast.adapters.local import LocalRuntime
     from mailblast.adapters.memory import (
-        InMemoryBatchQueue,
         InMemoryBlobStore,
         InMemoryMailer,
         SystemClock,
     )
     from mailblast.entrypoints.sample import write_csv
     from mailblast.services.campaigns import NewCampaign, register
-    from mailblast.services.deps import ServiceSettings
 
     progress = progress or Progress(err)
     if progress.enabled:
@@ -79,23 +76,18 @@ async def run_demo(
         progress.show("sample", 1, 1, f"{recipients:,} rows, {len(data) / 1e6:,.1f} MB (CP932)")
 
     clock = SystemClock()
-    settings = ServiceSettings()
     stores = await open_stores(dsn, migrate=True, pool_size=workers + 4)
     # the demo's mailer is instant: keep counts, not 200,000 rendered messages
     mailer = InMemoryMailer(keep_messages=False)
     blobs = CountingBlobStore(InMemoryBlobStore())
     try:
-        timed = TimedCampaignRepo(stores.campaigns, clock)
-        runtime = await LocalRuntime.open(
-            campaigns=timed,
-            recipients=stores.recipients,
+        runtime, timed = await open_runtime(
+            stores,
             blobs=blobs,
             mailer=mailer,
             clock=clock,
-            queue=InMemoryBatchQueue(clock, visibility_timeout=settings.claim_lease_seconds),
             rate=rate,
-            settings=settings,
-            concurrency=workers,
+            workers=workers,
             # Each check for pending recipients scans the in-memory table (20-40 ms at
             # 200,000). Twice a second notices the end soon enough; measured at --rate
             # 5000, these stalls cost a 1 s poll 1.3% of the rate (they fell into step

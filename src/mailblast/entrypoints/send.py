@@ -176,6 +176,40 @@ async def open_stores(dsn: str | None, *, migrate: bool, pool_size: int = 10) ->
     )
 
 
+async def open_runtime(
+    stores: Stores,
+    *,
+    blobs: BlobStore,
+    mailer: Mailer,
+    clock: Clock,
+    rate: float | None,
+    workers: int,
+    poll_seconds: float = 1.0,
+) -> tuple[LocalRuntime, TimedCampaignRepo]:
+    """The local runtime the demo and ``send`` run a campaign on: an in-process queue
+    whose visibility timeout is the claim lease, and campaign reads timed for the
+    summary."""
+    from mailblast.adapters.local import LocalRuntime
+    from mailblast.adapters.memory import InMemoryBatchQueue
+    from mailblast.services.deps import ServiceSettings
+
+    settings = ServiceSettings()
+    timed = TimedCampaignRepo(stores.campaigns, clock)
+    runtime = await LocalRuntime.open(
+        campaigns=timed,
+        recipients=stores.recipients,
+        blobs=blobs,
+        mailer=mailer,
+        clock=clock,
+        queue=InMemoryBatchQueue(clock, visibility_timeout=settings.claim_lease_seconds),
+        rate=rate,
+        settings=settings,
+        concurrency=workers,
+        poll_seconds=poll_seconds,
+    )
+    return runtime, timed
+
+
 class CountingBlobStore:
     """A `BlobStore` that counts the bytes streamed out of it (import progress)."""
 
@@ -698,16 +732,13 @@ async def run_send(
 ) -> int:
     """Register (or find again) the campaign, run it to its end in this process,
     print the summary; returns the exit status."""
-    from mailblast.adapters.local import LocalRuntime
-    from mailblast.adapters.memory import InMemoryBatchQueue, LocalFolderBlobStore, SystemClock
+    from mailblast.adapters.memory import LocalFolderBlobStore, SystemClock
     from mailblast.services.campaigns import NewCampaign, register
-    from mailblast.services.deps import ServiceSettings
 
     progress = progress or Progress(err)
     clock = SystemClock()
     digest = await asyncio.to_thread(_file_digest, request.csv_path)
     key = campaign_key(request, digest)
-    settings = ServiceSettings()
     stores = await open_stores(request.dsn, migrate=False, pool_size=request.workers + 4)
     if request.dsn is None:
         print(
@@ -725,17 +756,13 @@ async def run_send(
         target = Path(folder) / key
         target.parent.mkdir(parents=True, exist_ok=True)
         await asyncio.to_thread(shutil.copyfile, request.csv_path, target)
-        timed = TimedCampaignRepo(stores.campaigns, clock)
-        runtime = await LocalRuntime.open(
-            campaigns=timed,
-            recipients=stores.recipients,
+        runtime, timed = await open_runtime(
+            stores,
             blobs=blobs,
             mailer=mailer,
             clock=clock,
-            queue=InMemoryBatchQueue(clock, visibility_timeout=settings.claim_lease_seconds),
             rate=request.rate,
-            settings=settings,
-            concurrency=request.workers,
+            workers=request.workers,
         )
         started = clock.now()
         try:

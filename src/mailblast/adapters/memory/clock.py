@@ -30,7 +30,6 @@ class InMemoryClock:
 
     def __init__(self, start: datetime | None = None, *, auto_advance: bool = True) -> None:
         self._now = start or datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
-        self._auto = auto_advance
         self._moved = asyncio.Condition() if not auto_advance else None
 
     def now(self) -> datetime:
