@@ -88,10 +88,7 @@ async def run_demo(
             clock=clock,
             rate=rate,
             workers=workers,
-            # Each check for pending recipients scans the in-memory table (20-40 ms at
-            # 200,000). Twice a second notices the end soon enough; measured at --rate
-            # 5000, these stalls cost a 1 s poll 1.3% of the rate (they fell into step
-            # with the limiter's one-second window), a 0.5 s or 2 s poll nothing.
+            # twice a second notices the end of a short demo soon enough
             poll_seconds=0.5,
         )
         upload = await blobs.presign_upload()

@@ -203,7 +203,6 @@ async def insert_chunk(
 ) -> int:
     """Insert one chunk's recipients with the new import id (idempotent per chunk)."""
     _bind(campaign_id, import_id)
-    await _current(deps, campaign_id, import_id)
     prefix = chunk_prefix(campaign_id, import_id)
     if not chunk_key.startswith(prefix):
         raise StaleImportError(campaign_id=campaign_id, import_id=import_id, expected=chunk_key)
@@ -214,8 +213,8 @@ async def insert_chunk(
         # a failed or replaced import's chunks are removed with it: that is stale, not lost
         await _current(deps, campaign_id, import_id)
         raise
-    # again, right before writing: the campaign may have moved on while the chunk was read
-    # (a store that holds the campaigns also checks inside the insert's transaction)
+    # checked right before writing, after the read: the campaign may have moved on
+    # meanwhile (a store that holds the campaigns checks again inside its transaction)
     await _current(deps, campaign_id, import_id)
     inserted = await deps.recipients.insert_encoded_chunk(campaign_id, import_id, chunk_no, data)
     log.debug("mailblast.import.chunk_inserted", chunk=chunk_no, rows=inserted)

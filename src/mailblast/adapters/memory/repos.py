@@ -85,6 +85,8 @@ class _Import:
     ids: list[int] = attrs.Factory(list)  # ascending, as ids only grow
     chunks: dict[int, list[int]] = attrs.Factory(dict)
     counts: Counter[RecipientStatus] = attrs.Factory(Counter)
+    # pending recipients an attempt holds: what fail_abandoned looks at, without a scan
+    held: set[int] = attrs.Factory(set)
 
 
 class InMemoryRecipientRepo:
@@ -112,10 +114,14 @@ class InMemoryRecipientRepo:
 
     def _set(self, old: Recipient, new: Recipient) -> None:
         self._rows[old.id] = new
+        imp = self._imports[(old.campaign_id, old.import_id)]
         if old.status is not new.status:
-            counts = self._imports[(old.campaign_id, old.import_id)].counts
-            counts[old.status] -= 1
-            counts[new.status] += 1
+            imp.counts[old.status] -= 1
+            imp.counts[new.status] += 1
+        if new.status is RecipientStatus.PENDING and new.claim is not None:
+            imp.held.add(new.id)
+        else:
+            imp.held.discard(new.id)
 
     def _owned(self, campaign_id: uuid.UUID, ids: Sequence[int]) -> list[Recipient]:
         # each id once, as `id = ANY(...)` touches each row once
@@ -142,6 +148,7 @@ class InMemoryRecipientRepo:
         if old:
             gone = set(old)
             imp.ids = [i for i in imp.ids if i not in gone]
+            imp.held -= gone
             for i in old:
                 imp.counts[self._rows.pop(i).status] -= 1
         ids = []
@@ -312,13 +319,9 @@ class InMemoryRecipientRepo:
     ) -> int:
         """Fail pending recipients whose claim is older than ``claimed_before``."""
         done = 0
-        for i in self._imports.get((campaign_id, import_id), _Import()).ids:
+        for i in sorted(self._imports.get((campaign_id, import_id), _Import()).held):
             row = self._rows[i]
-            if (
-                row.status is RecipientStatus.PENDING
-                and row.claimed_at is not None
-                and row.claimed_at < claimed_before
-            ):
+            if row.claimed_at is not None and row.claimed_at < claimed_before:
                 self._set(
                     row,
                     attrs.evolve(
