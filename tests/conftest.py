@@ -36,44 +36,18 @@ def _params(port: str) -> list[Any]:
     ]
 
 
-def _backend(request: pytest.FixtureRequest, port: str) -> Any:
-    return request.getfixturevalue(f"{port}_{request.param}")
+def _port_fixture(port: str) -> Any:
+    @pytest.fixture(params=_params(port), name=port)
+    def every_implementation(request: pytest.FixtureRequest) -> Any:
+        return request.getfixturevalue(f"{port}_{request.param}")
+
+    every_implementation.__doc__ = f"Every implementation of the {port} port."
+    return every_implementation
 
 
-@pytest.fixture(params=_params("campaign_repo"))
-def campaign_repo(request: pytest.FixtureRequest) -> Any:
-    """Every CampaignRepo implementation."""
-    return _backend(request, "campaign_repo")
-
-
-@pytest.fixture(params=_params("recipient_repo"))
-def recipient_repo(request: pytest.FixtureRequest) -> Any:
-    """Every RecipientRepo implementation."""
-    return _backend(request, "recipient_repo")
-
-
-@pytest.fixture(params=_params("blob_store"))
-def blob_store(request: pytest.FixtureRequest) -> Any:
-    """Every BlobStore implementation."""
-    return _backend(request, "blob_store")
-
-
-@pytest.fixture(params=_params("batch_queue"))
-def batch_queue(request: pytest.FixtureRequest) -> Any:
-    """Every BatchQueue implementation."""
-    return _backend(request, "batch_queue")
-
-
-@pytest.fixture(params=_params("workflow_engine"))
-def workflow_engine(request: pytest.FixtureRequest) -> Any:
-    """Every WorkflowEngine implementation."""
-    return _backend(request, "workflow_engine")
-
-
-@pytest.fixture(params=_params("mailer"))
-def mailer(request: pytest.FixtureRequest) -> Any:
-    """Every Mailer implementation."""
-    return _backend(request, "mailer")
+# campaign_repo, recipient_repo, blob_store, batch_queue, workflow_engine, mailer
+for _port in BACKENDS:
+    globals()[_port] = _port_fixture(_port)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
